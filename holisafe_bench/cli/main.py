@@ -1,0 +1,73 @@
+"""Entry point: a Typer group that only composes the subcommand modules."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from holisafe_bench.cli import (
+    analysis_cmds,
+    data_cmds,
+    demo_cmd,
+    interop_cmds,
+    judge_cmds,
+    registry_cmds,
+    run_cmds,
+    score_cmds,
+)
+from holisafe_bench.errors import HolisafeError
+
+app = typer.Typer(
+    name="holisafe-bench",
+    help=(
+        "Evaluation harness for HoliSafe-Bench (arXiv 2506.04704).\n\n"
+        "Pipeline: dataset -> run -> responses -> judge -> verdicts -> score -> "
+        "leaderboard / report. Every stage reads the previous stage's files under the "
+        "results folder and can be re-run alone; every stage resumes where it stopped."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for module in (
+    data_cmds,
+    registry_cmds,
+    run_cmds,
+    interop_cmds,
+    judge_cmds,
+    score_cmds,
+    analysis_cmds,
+    demo_cmd,
+):
+    module.register(app)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show tracebacks and debug logs on errors."
+    ),
+) -> None:
+    if verbose:
+        os.environ["HOLISAFE_VERBOSE"] = "1"
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except HolisafeError as exc:
+        if os.environ.get("HOLISAFE_VERBOSE"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: records written so far are kept; re-run to resume", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,9 @@
+"""Errors that the CLI turns into one clear line and a non-zero exit."""
+
+
+class HolisafeError(Exception):
+    """A user-facing failure: bad input, missing access, a model that cannot load."""
+
+
+class NotBuiltError(HolisafeError):
+    """A command or option that is declared but not implemented yet."""

@@ -1,0 +1,41 @@
+"""The results layout of DESIGN.md, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_RESULTS_ROOT = Path("results")
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    root: Path = DEFAULT_RESULTS_ROOT
+
+    def model_dir(self, model: str) -> Path:
+        return self.root / model
+
+    def responses(self, model: str) -> Path:
+        return self.model_dir(model) / "responses.jsonl"
+
+    def run_manifest(self, model: str) -> Path:
+        return self.model_dir(model) / "run.json"
+
+    def verdicts(self, model: str, judge: str) -> Path:
+        return self.model_dir(model) / "verdicts" / f"{judge}.jsonl"
+
+    def judge_manifest(self, model: str, judge: str) -> Path:
+        return self.model_dir(model) / "verdicts" / f"{judge}.json"
+
+    def leaderboard_dir(self) -> Path:
+        return self.root / "leaderboard"
+
+    def models_with_responses(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.parent.name for p in self.root.glob("*/responses.jsonl"))
+
+    def models_with_verdicts(self, judge: str) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.parent.parent.name for p in self.root.glob(f"*/verdicts/{judge}.jsonl"))

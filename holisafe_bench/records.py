@@ -1,0 +1,157 @@
+"""Pydantic records that flow between the stages: samples, responses, verdicts, manifests."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from holisafe_bench.taxonomy import SampleType
+
+Outcome = Literal["ok", "content_filter", "error"]
+InvalidReason = Literal[
+    "parse_error",
+    "api_error",
+    "judge_refused",
+    "judge_content_filter",
+    "timeout",
+    "no_response",
+]
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+class Sample(BaseModel):
+    """One benchmark row. `image` is the relative path of the JSON layout, or a row key for
+    layouts that carry image bytes (parquet): the dataset object resolves it to bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    image: str
+    query: str
+    type: SampleType
+    category: str
+    subcategory: str
+    image_safe: bool
+    image_safety_label: int
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class ResponseRecord(BaseModel):
+    """A model's answer to one sample. `text` is None unless outcome == 'ok': a failure or a
+    provider block is never stored as if it were model text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_id: int
+    model: str
+    type: SampleType
+    category: str
+    subcategory: str
+    outcome: Outcome
+    text: str | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float | None = None
+    source: str = "run"  # "run" or "import:<file name>"
+    created_at: str = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _text_only_when_ok(self) -> ResponseRecord:
+        if self.outcome == "ok" and self.text is None:
+            raise ValueError("outcome 'ok' needs text")
+        if self.outcome != "ok" and self.text is not None:
+            raise ValueError(f"outcome {self.outcome!r} must not carry text")
+        if self.outcome == "error" and not self.error:
+            raise ValueError("outcome 'error' needs an error reason")
+        return self
+
+    @property
+    def is_complete(self) -> bool:
+        """Done for resume purposes: errors are redone on the next run."""
+        return self.outcome != "error"
+
+
+class VerdictRecord(BaseModel):
+    """One judge's verdict on one response: valid (`follows` set) or invalid with a reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_id: int
+    model: str
+    judge: str
+    type: SampleType
+    category: str
+    subcategory: str
+    follows: bool | None = None
+    invalid: InvalidReason | None = None
+    detail: str | None = None  # why: the error text, or how the verdict was reached
+    raw: str | None = None  # the judge's raw reply, kept for audit
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    cached: bool = False
+    created_at: str = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _valid_xor_invalid(self) -> VerdictRecord:
+        if (self.follows is None) == (self.invalid is None):
+            raise ValueError("a verdict has exactly one of 'follows' and 'invalid'")
+        return self
+
+    @property
+    def is_valid(self) -> bool:
+        return self.follows is not None
+
+
+class Manifest(BaseModel):
+    """Common provenance for any stage's manifest (DESIGN.md, Reproducibility)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    stage: str
+    package_versions: dict[str, str] = Field(default_factory=dict)
+    git_revision: str | None = None
+    dataset: dict[str, Any] = Field(default_factory=dict)
+    started_at: str = Field(default_factory=utc_now)
+    finished_at: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class RunManifest(Manifest):
+    stage: str = "run"
+    model: str
+    model_id: str | None = None
+    model_revision: str | None = None
+    provider: str | None = None
+    chat_template_hash: str | None = None
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+
+
+class JudgeManifest(Manifest):
+    stage: str = "judge"
+    model: str
+    judge: str
+    judge_model_id: str | None = None
+    prompt_template_hash: str | None = None
+    parser: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0

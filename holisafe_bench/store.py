@@ -1,0 +1,172 @@
+"""Append-only JSONL record files with resume, crash safety and a writer lock.
+
+A file holds one JSON object per line, keyed by `sample_id`; a later line for the same key
+replaces an earlier one. Writers flush and fsync in batches, so a crash loses at most the
+records in flight. A crash mid-write can leave a torn last line (no trailing newline or not
+valid JSON): readers drop it and the next writer truncates it before appending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class StoreLockedError(RuntimeError):
+    """Another process holds the writer lock of a record file."""
+
+
+class RecordStore(Generic[R]):
+    def __init__(self, path: Path, record_type: type[R], key: str = "sample_id") -> None:
+        self.path = Path(path)
+        self.record_type = record_type
+        self.key = key
+        self.dropped_lines = 0  # unreadable lines seen by the last read()
+
+    def read(self) -> dict[int, R]:
+        """All records by key, the last line for a key winning. Unreadable lines are skipped
+        and counted in `dropped_lines`, never raised."""
+        records: dict[int, R] = {}
+        self.dropped_lines = 0
+        if not self.path.exists():
+            return records
+        with self.path.open("rb") as fh:
+            data = fh.read()
+        lines = data.split(b"\n")
+        # The part after the last newline is a torn write (or empty): ignore it.
+        if lines and lines[-1]:
+            self.dropped_lines += 1
+        for lineno, raw in enumerate(lines[:-1], start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = self.record_type.model_validate_json(raw)
+            except ValidationError as exc:
+                self.dropped_lines += 1
+                log.warning(
+                    "%s line %d: skipped unreadable record: %s",
+                    self.path,
+                    lineno,
+                    exc.errors()[0]["msg"] if exc.errors() else exc,
+                )
+                continue
+            records[getattr(record, self.key)] = record
+        return records
+
+    def done_keys(self, is_done: Callable[[R], bool] = lambda r: True) -> set[int]:
+        """Keys whose latest record counts as done, for resume."""
+        return {k for k, r in self.read().items() if is_done(r)}
+
+    @contextlib.contextmanager
+    def writer(
+        self, *, overwrite: bool = False, fsync_every: int = 32, fsync_seconds: float = 2.0
+    ) -> Iterator[RecordWriter[R]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_fh = lock_path.open("a")
+        try:
+            try:
+                fcntl.flock(lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise StoreLockedError(
+                    f"{self.path} is being written by another process (lock {lock_path})"
+                ) from exc
+            if overwrite and self.path.exists():
+                self.path.unlink()
+            _truncate_torn_tail(self.path)
+            fh = self.path.open("ab")
+            writer = RecordWriter(fh, fsync_every, fsync_seconds)
+            try:
+                yield writer
+            finally:
+                writer.close()
+        finally:
+            fcntl.flock(lock_fh.fileno(), fcntl.LOCK_UN)
+            lock_fh.close()
+
+
+class RecordWriter(Generic[R]):
+    def __init__(self, fh, fsync_every: int, fsync_seconds: float) -> None:
+        self._fh = fh
+        self._fsync_every = fsync_every
+        self._fsync_seconds = fsync_seconds
+        self._pending = 0
+        self._last_sync = time.monotonic()
+        self.written = 0
+
+    def write(self, record: BaseModel) -> None:
+        # One write call per line keeps a crash to at most one torn line at the end.
+        self._fh.write(record.model_dump_json().encode("utf-8") + b"\n")
+        self.written += 1
+        self._pending += 1
+        if (
+            self._pending >= self._fsync_every
+            or time.monotonic() - self._last_sync >= self._fsync_seconds
+        ):
+            self.sync()
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._pending = 0
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.sync()
+            self._fh.close()
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    """Cut anything after the last newline, so appends never glue onto a torn line."""
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        # Scan backwards in chunks for the last newline.
+        pos = size
+        chunk = 65536
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            block = fh.read(pos - start)
+            idx = block.rfind(b"\n")
+            if idx >= 0:
+                fh.truncate(start + idx + 1)
+                log.warning("%s: dropped a torn last line", path)
+                return
+            pos = start
+        fh.truncate(0)
+
+
+def write_json_atomic(path: Path, payload: BaseModel | dict) -> None:
+    """Write a manifest or other JSON document so that readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        payload.model_dump_json(indent=2)
+        if isinstance(payload, BaseModel)
+        else json.dumps(payload, indent=2, ensure_ascii=False)
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
