@@ -72,6 +72,7 @@ ModelGroup = Literal["open-weight", "closed", "safety-tuned"]
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     display_name: str
+    aliases: tuple[str, ...] = ()  # names used for this model in published tables
     group: ModelGroup
     provider: Provider
     checkpoint: str
