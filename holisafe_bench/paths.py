@@ -21,6 +21,13 @@ class ResultsLayout:
     def run_manifest(self, model: str) -> Path:
         return self.model_dir(model) / "run.json"
 
+    def shard_dir(self, model: str, index: int, count: int) -> Path:
+        """Where one data-parallel shard of a run writes, until `merge` combines them."""
+        return self.model_dir(model) / "shards" / f"{index}-of-{count}"
+
+    def shard_dirs(self, model: str) -> list[Path]:
+        return sorted((self.model_dir(model) / "shards").glob("*-of-*"))
+
     def verdicts(self, model: str, judge: str) -> Path:
         return self.model_dir(model) / "verdicts" / f"{judge}.jsonl"
 

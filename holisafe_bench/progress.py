@@ -1,0 +1,65 @@
+"""One Rich progress bar for long stages: done/total, rate, ETA and stage-specific counters."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class StageProgress:
+    """Advance with `advance(**counters)`; counters (e.g. errors=1) are summed and shown."""
+
+    def __init__(self, progress: Progress | None = None, task_id: TaskID | None = None) -> None:
+        self._progress = progress
+        self._task_id = task_id
+        self.counters: dict[str, float] = {}
+
+    def advance(self, n: int = 1, **counters: float) -> None:
+        for key, value in counters.items():
+            self.counters[key] = self.counters.get(key, 0) + value
+        if self._progress is None or self._task_id is None:
+            return
+        shown = "  ".join(f"{k} {_fmt(v)}" for k, v in self.counters.items() if v)
+        self._progress.update(self._task_id, advance=n, counters=shown)
+        speed = self._progress.tasks[0].speed
+        self._progress.update(self._task_id, rate=f"{speed:.1f}/s" if speed else "")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}" if float(value).is_integer() else f"{value:.4g}"
+
+
+@contextlib.contextmanager
+def stage_progress(
+    description: str, total: int, *, enabled: bool = True
+) -> Iterator[StageProgress]:
+    """A progress bar on stderr when it is a terminal; otherwise counters only."""
+    if not enabled or total == 0 or not sys.stderr.isatty():
+        yield StageProgress()
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[counters]}"),
+        console=Console(stderr=True),
+    )
+    with progress:
+        task_id = progress.add_task(description, total=total, counters="", rate="")
+        yield StageProgress(progress, task_id)

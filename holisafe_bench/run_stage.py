@@ -1,0 +1,338 @@
+"""The `run` stage: a registered model over the benchmark, responses written resumably.
+
+Samples already answered (outcome ok or content_filter) are skipped; errors and missing
+samples are redone. Each response is appended as soon as it is known, so a crash loses at
+most the requests in flight (API) or the batch in flight (local engines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from holisafe_bench.errors import HolisafeError
+from holisafe_bench.paths import ResultsLayout
+from holisafe_bench.provenance import git_revision, package_versions
+from holisafe_bench.providers.base import ApiProvider, BatchProvider, Provider
+from holisafe_bench.providers.types import ChatRequest, ChatResult
+from holisafe_bench.records import ResponseRecord, RunManifest, Sample, utc_now
+from holisafe_bench.registry import ModelSpec
+from holisafe_bench.store import RecordStore, write_json_atomic
+
+if TYPE_CHECKING:
+    from holisafe_bench.dataset import Benchmark
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """'i/n' with 0 <= i < n."""
+        try:
+            index_text, count_text = text.split("/")
+            shard = cls(int(index_text), int(count_text))
+        except ValueError as exc:
+            raise HolisafeError(f"--shard {text!r}: expected i/n, e.g. 0/4") from exc
+        if shard.count < 1 or not 0 <= shard.index < shard.count:
+            raise HolisafeError(f"--shard {text!r}: need 0 <= i < n")
+        return shard
+
+    def select(self, samples: Iterable[Sample]) -> list[Sample]:
+        # Stable by id, so every shard of every machine agrees on the split.
+        ordered = sorted(samples, key=lambda s: s.id)
+        return ordered[self.index :: self.count]
+
+
+@dataclass
+class RunOptions:
+    overwrite: bool = False
+    shard: Shard | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    system_prompt: str | None = None
+    concurrency: int | None = None
+    batch_size: int | None = None
+
+
+@dataclass
+class RunSummary:
+    model: str
+    output: Path
+    selected: int = 0
+    already_done: int = 0
+    attempted: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    skipped_bad_rows: int = 0
+    elapsed_s: float = 0.0
+
+
+def build_request(
+    sample: Sample, bench: Benchmark, spec: ModelSpec, options: RunOptions
+) -> ChatRequest:
+    gen = spec.generation
+    return ChatRequest(
+        id=str(sample.id),
+        text=sample.query,  # verbatim, no extra instruction (HOLISAFE.md)
+        images=(bench.image(sample),),
+        system=options.system_prompt if options.system_prompt is not None else gen.system_prompt,
+        max_tokens=options.max_tokens or gen.max_tokens,
+        temperature=gen.temperature if options.temperature is None else options.temperature,
+    )
+
+
+def result_to_record(sample: Sample, model: str, result: ChatResult) -> ResponseRecord:
+    return ResponseRecord(
+        sample_id=sample.id,
+        model=model,
+        type=sample.type,
+        category=sample.category,
+        subcategory=sample.subcategory,
+        outcome=result.outcome,
+        text=result.text,
+        finish_reason=result.finish_reason,
+        error=result.error if result.outcome == "error" else None,
+        usage=result.usage,
+        latency_s=result.latency_s,
+    )
+
+
+def failed_record(sample: Sample, model: str, reason: str) -> ResponseRecord:
+    return ResponseRecord(
+        sample_id=sample.id,
+        model=model,
+        type=sample.type,
+        category=sample.category,
+        subcategory=sample.subcategory,
+        outcome="error",
+        error=reason,
+    )
+
+
+def output_paths(layout: ResultsLayout, model: str, shard: Shard | None) -> tuple[Path, Path]:
+    """(responses.jsonl, run.json) for a whole run or one shard."""
+    if shard is None:
+        return layout.responses(model), layout.run_manifest(model)
+    folder = layout.shard_dir(model, shard.index, shard.count)
+    return folder / "responses.jsonl", folder / "run.json"
+
+
+def _sampling(spec: ModelSpec, options: RunOptions) -> dict[str, Any]:
+    gen = spec.generation
+    return {
+        "max_tokens": options.max_tokens or gen.max_tokens,
+        "temperature": gen.temperature if options.temperature is None else options.temperature,
+        "top_p": gen.top_p,
+        "system_prompt": options.system_prompt or gen.system_prompt,
+    }
+
+
+def _check_manifest_compatible(path: Path, spec: ModelSpec, sampling: dict[str, Any]) -> None:
+    """Resuming with other settings would mix two runs in one file: refuse, say why."""
+    if not path.exists():
+        return
+    try:
+        previous = RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return  # an unreadable manifest is rewritten; the records are what matter
+    mismatches = []
+    if previous.model_id != spec.checkpoint:
+        mismatches.append(f"model id {previous.model_id!r} -> {spec.checkpoint!r}")
+    if previous.model_revision != spec.revision:
+        mismatches.append(f"revision {previous.model_revision!r} -> {spec.revision!r}")
+    for key, value in sampling.items():
+        if previous.sampling.get(key) != value:
+            mismatches.append(f"{key} {previous.sampling.get(key)!r} -> {value!r}")
+    if mismatches:
+        raise HolisafeError(
+            f"{path}: existing responses were made with other settings ("
+            + "; ".join(mismatches)
+            + "); use --overwrite to start over or --out for a separate results folder"
+        )
+
+
+def run_model(
+    spec: ModelSpec,
+    bench: Benchmark,
+    samples: list[Sample],
+    layout: ResultsLayout,
+    options: RunOptions,
+    *,
+    provider: Provider | None = None,
+    on_record: Callable[[ResponseRecord], None] | None = None,
+) -> RunSummary:
+    """Answer every selected sample not answered yet. `provider` defaults to the spec's."""
+    started = time.monotonic()
+    if options.shard is not None:
+        samples = options.shard.select(samples)
+    responses_path, manifest_path = output_paths(layout, spec.name, options.shard)
+    sampling = _sampling(spec, options)
+    if not options.overwrite:
+        _check_manifest_compatible(manifest_path, spec, sampling)
+
+    store = RecordStore(responses_path, ResponseRecord)
+    done = set() if options.overwrite else store.done_keys(lambda r: r.is_complete)
+    todo = [s for s in samples if s.id not in done]
+    summary = RunSummary(
+        model=spec.name,
+        output=responses_path,
+        selected=len(samples),
+        already_done=len(samples) - len(todo),
+        attempted=len(todo),
+        skipped_bad_rows=len(bench.issues),
+    )
+
+    manifest = RunManifest(
+        model=spec.name,
+        model_id=spec.checkpoint,
+        model_revision=spec.revision,
+        provider=spec.provider,
+        sampling=sampling,
+        package_versions=package_versions(),
+        git_revision=git_revision(),
+        dataset=bench.manifest_info(),
+    )
+    manifest_extra: dict[str, Any] = {
+        "skipped_rows": [issue_to_dict(i) for i in bench.issues],
+        "shard": None if options.shard is None else f"{options.shard.index}/{options.shard.count}",
+    }
+
+    if todo:
+        if provider is None:
+            from holisafe_bench.providers.factory import create_provider
+
+            provider = create_provider(spec)  # fails here, before any sample, if it cannot load
+        manifest_extra["provider"] = provider.describe()
+        manifest.chat_template_hash = provider.describe().get("chat_template_hash")
+        write_json_atomic(manifest_path, _with_extra(manifest, manifest_extra))
+
+        def record(rec: ResponseRecord) -> None:
+            writer.write(rec)
+            summary.outcomes[rec.outcome] += 1
+            manifest.usage = manifest.usage + rec.usage
+            if on_record is not None:
+                on_record(rec)
+
+        try:
+            with store.writer(overwrite=options.overwrite) as writer:
+                if isinstance(provider, BatchProvider):
+                    _run_batches(provider, spec, bench, todo, options, record)
+                elif isinstance(provider, ApiProvider):
+                    _run_api(provider, spec, bench, todo, options, record)
+                else:
+                    raise HolisafeError(f"provider {type(provider).__name__} cannot run samples")
+        finally:
+            provider.close()
+
+    final = store.read()
+    manifest.counts = dict(Counter(final[s.id].outcome for s in samples if s.id in final))
+    manifest.counts["selected"] = len(samples)
+    manifest.counts["missing"] = sum(1 for s in samples if s.id not in final)
+    manifest.finished_at = utc_now()
+    write_json_atomic(manifest_path, _with_extra(manifest, manifest_extra))
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+def issue_to_dict(issue: Any) -> dict[str, Any]:
+    if hasattr(issue, "model_dump"):
+        return issue.model_dump(mode="json")
+    if hasattr(issue, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(issue).items()}
+    return {"issue": str(issue)}
+
+
+def _with_extra(manifest: RunManifest, extra: dict[str, Any]) -> dict[str, Any]:
+    return {**manifest.model_dump(mode="json"), **extra}
+
+
+def _requests(
+    samples: Iterable[Sample],
+    bench: Benchmark,
+    spec: ModelSpec,
+    options: RunOptions,
+    record: Callable[[ResponseRecord], None],
+) -> Iterator[tuple[Sample, ChatRequest]]:
+    """Requests built lazily (memory stays flat); a sample whose request cannot be built is
+    recorded as failed and the run goes on."""
+    for sample in samples:
+        try:
+            yield sample, build_request(sample, bench, spec, options)
+        except Exception as exc:  # noqa: BLE001 - one bad sample must not end the run
+            record(failed_record(sample, spec.name, f"request: {type(exc).__name__}: {exc}"))
+
+
+def _run_batches(
+    provider: BatchProvider,
+    spec: ModelSpec,
+    bench: Benchmark,
+    todo: list[Sample],
+    options: RunOptions,
+    record: Callable[[ResponseRecord], None],
+) -> None:
+    size = options.batch_size or spec.engine.batch_size or provider.batch_size
+    batch: list[tuple[Sample, ChatRequest]] = []
+
+    def flush() -> None:
+        results = provider.generate_batch([req for _, req in batch])
+        if len(results) != len(batch):
+            raise HolisafeError(
+                f"provider returned {len(results)} results for a batch of {len(batch)}"
+            )
+        for (sample, _), result in zip(batch, results, strict=True):
+            record(result_to_record(sample, spec.name, result))
+        batch.clear()
+
+    for item in _requests(todo, bench, spec, options, record):
+        batch.append(item)
+        if len(batch) >= size:
+            flush()
+    if batch:
+        flush()
+
+
+def _run_api(
+    provider: ApiProvider,
+    spec: ModelSpec,
+    bench: Benchmark,
+    todo: list[Sample],
+    options: RunOptions,
+    record: Callable[[ResponseRecord], None],
+) -> None:
+    from holisafe_bench.providers.retry import RetryPolicy
+    from holisafe_bench.providers.runner import run_api_requests
+
+    by_id: dict[str, Sample] = {}
+
+    def requests() -> Iterator[ChatRequest]:
+        for sample, request in _requests(todo, bench, spec, options, record):
+            by_id[request.id] = sample
+            yield request
+
+    def on_result(result: ChatResult) -> None:
+        record(result_to_record(by_id.pop(result.id), spec.name, result))
+
+    async def drive() -> None:
+        try:
+            await run_api_requests(
+                provider,
+                requests(),
+                concurrency=options.concurrency or spec.api.concurrency,
+                rpm=spec.api.requests_per_minute,
+                tpm=spec.api.tokens_per_minute,
+                retry=RetryPolicy(),
+                on_result=on_result,
+            )
+        finally:
+            await provider.aclose()
+
+    asyncio.run(drive())
