@@ -209,7 +209,7 @@ def run_model(
             from holisafe_bench.providers.factory import create_provider
 
             provider = create_provider(spec)  # fails here, before any sample, if it cannot load
-        manifest_extra["provider"] = provider.describe()
+        manifest_extra["provider_details"] = provider.describe()
         manifest.chat_template_hash = provider.describe().get("chat_template_hash")
         write_json_atomic(manifest_path, _with_extra(manifest, manifest_extra))
 
