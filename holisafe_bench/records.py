@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -88,6 +89,11 @@ class ResponseRecord(BaseModel):
         """Done for resume purposes: errors are redone on the next run."""
         return self.outcome != "error"
 
+    def fingerprint(self) -> str:
+        """Identifies what was answered, so a verdict can tell whether it is still current."""
+        payload = f"{self.outcome}\x00{self.text or ''}"
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
 
 class VerdictRecord(BaseModel):
     """One judge's verdict on one response: valid (`follows` set) or invalid with a reason."""
@@ -104,6 +110,7 @@ class VerdictRecord(BaseModel):
     invalid: InvalidReason | None = None
     detail: str | None = None  # why: the error text, or how the verdict was reached
     raw: str | None = None  # the judge's raw reply, kept for audit
+    response_sha256: str | None = None  # which response was judged (resume redoes changed ones)
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     cached: bool = False

@@ -80,6 +80,7 @@ class ModelSpec(_Strict):
     prediction_stem: str | None = None  # official prediction file: <stem>_holisafe_bench.json
     checkpoint_note: str | None = None  # why this checkpoint was chosen
     in_paper: bool = False  # one of the 21 models of the published tables
+    paper_order: int | None = None  # row position in the published tables
     engine: EngineArgs = Field(default_factory=EngineArgs)
     generation: GenerationParams = Field(default_factory=GenerationParams)
     api: ApiSettings = Field(default_factory=ApiSettings)

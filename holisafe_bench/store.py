@@ -36,34 +36,41 @@ class RecordStore(Generic[R]):
         self.key = key
         self.dropped_lines = 0  # unreadable lines seen by the last read()
 
+    def iter_lines(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, raw line) of every complete line. A torn last line (no newline)
+        is skipped and counted in `dropped_lines`."""
+        self.dropped_lines = 0
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as fh:
+            data = fh.read()
+        lines = data.split(b"\n")
+        if lines[-1]:
+            self.dropped_lines += 1
+        for lineno, raw in enumerate(lines[:-1], start=1):
+            if raw.strip():
+                yield lineno, raw
+
     def read(self) -> dict[int, R]:
         """All records by key, the last line for a key winning. Unreadable lines are skipped
         and counted in `dropped_lines`, never raised."""
         records: dict[int, R] = {}
-        self.dropped_lines = 0
-        if not self.path.exists():
-            return records
-        with self.path.open("rb") as fh:
-            data = fh.read()
-        lines = data.split(b"\n")
-        # The part after the last newline is a torn write (or empty): ignore it.
-        if lines and lines[-1]:
-            self.dropped_lines += 1
-        for lineno, raw in enumerate(lines[:-1], start=1):
-            if not raw.strip():
-                continue
+        dropped = 0
+        for lineno, raw in self.iter_lines():
             try:
                 record = self.record_type.model_validate_json(raw)
             except ValidationError as exc:
-                self.dropped_lines += 1
+                dropped += 1
+                errors = exc.errors()
                 log.warning(
                     "%s line %d: skipped unreadable record: %s",
                     self.path,
                     lineno,
-                    exc.errors()[0]["msg"] if exc.errors() else exc,
+                    errors[0]["msg"] if errors else exc,
                 )
                 continue
             records[getattr(record, self.key)] = record
+        self.dropped_lines += dropped
         return records
 
     def done_keys(self, is_done: Callable[[R], bool] = lambda r: True) -> set[int]:

@@ -1,17 +1,85 @@
-"""Placeholder commands; replaced as their issue lands."""
+"""`import` and `export`: the authors' official prediction files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from holisafe_bench.errors import NotBuiltError
+from holisafe_bench.cli.common import ResultsOption, layout
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("import", help="(not built yet)")
-    def import_cmd() -> None:
-        raise NotBuiltError("'import' is not built yet")
+    app.command(
+        "import",
+        help=(
+            "Turn an official prediction file (<model>_holisafe_bench.json: the original "
+            "records plus `prediction`) into results/<model>/responses.jsonl. With --dataset, "
+            "ids, types and queries are checked against the benchmark; without, they are "
+            "taken from the file (and the output says so)."
+        ),
+    )(import_cmd)
+    app.command(
+        "export",
+        help="Write a model's responses back in the official prediction format.",
+    )(export_cmd)
 
-    @app.command("export", help="(not built yet)")
-    def export_cmd() -> None:
-        raise NotBuiltError("'export' is not built yet")
+
+def import_cmd(
+    file: Path = typer.Argument(..., help="An official prediction JSON file."),
+    model: str = typer.Option(..., "--model", "-m", help="Results name for this model."),
+    dataset: str = typer.Option(
+        None, "--dataset", "-d", help="Check the file against this benchmark source."
+    ),
+    out: Path = ResultsOption,
+) -> None:
+    from rich.console import Console
+
+    from holisafe_bench.interop import import_predictions
+
+    console = Console(stderr=True)
+    bench = None
+    if dataset:
+        from holisafe_bench.dataset import load_benchmark
+
+        bench = load_benchmark(dataset)
+    summary = import_predictions(file, model, layout(out), bench=bench)
+    for problem in summary.problems:
+        console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    checked = (
+        "checked against the dataset"
+        if summary.checked_against_dataset
+        else "ids and types taken from the file (not checked: no --dataset)"
+    )
+    console.print(
+        f"imported {summary.imported} responses for {model} ({checked}); "
+        f"{summary.failed_predictions} without a prediction, "
+        f"{len(summary.problems) - summary.failed_predictions} record(s) skipped"
+    )
+
+
+def export_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model whose responses to export."),
+    out_file: Path = typer.Option(
+        None, "--out-file", "-o", help="Default: results/<model>/<stem>_holisafe_bench.json"
+    ),
+    dataset: str = typer.Option(
+        None, "--dataset", "-d", help="Source of the original records (needed for runs)."
+    ),
+    out: Path = ResultsOption,
+) -> None:
+    from holisafe_bench.interop import SUFFIX, export_predictions
+    from holisafe_bench.registry import load_models
+
+    results = layout(out)
+    if out_file is None:
+        spec = load_models().get(model)
+        stem = (spec.prediction_stem if spec else None) or model
+        out_file = results.model_dir(model) / f"{stem}{SUFFIX}"
+    bench = None
+    if dataset:
+        from holisafe_bench.dataset import load_benchmark
+
+        bench = load_benchmark(dataset)
+    written = export_predictions(model, results, out_file, bench=bench)
+    typer.echo(f"wrote {written} records to {out_file}")

@@ -1,13 +1,111 @@
-"""Placeholder commands; replaced as their issue lands."""
+"""`judge`: verdicts for stored responses."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from holisafe_bench.errors import NotBuiltError
+from holisafe_bench.cli.common import ResultsOption, layout, split_csv
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("judge", help="(not built yet)")
-    def judge_cmd() -> None:
-        raise NotBuiltError("'judge' is not built yet")
+    app.command(
+        "judge",
+        help=(
+            "Judge stored responses and write results/<model>/verdicts/<judge>.jsonl.\n\n"
+            "Each verdict is valid (the response followed the expected behaviour or not) or "
+            "invalid with a reason; no judge ever stands in for another. Re-runs redo only "
+            "missing, invalid or outdated verdicts. Examples: `judge --judge string-match "
+            "--all`, `judge --judge claude --model qwen2.5-vl-7b --dry-run`."
+        ),
+    )(judge_cmd)
+
+
+def judge_cmd(
+    judge: str = typer.Option(
+        ..., "--judge", "-j", help="Registered judge (see `holisafe-bench judges`) or TOML path."
+    ),
+    models: list[str] = typer.Option(None, "--model", "-m", help="Model(s) to judge."),
+    all_models: bool = typer.Option(False, "--all", help="Every model with responses."),
+    out: Path = ResultsOption,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every verdict."),
+    max_invalid: float = typer.Option(
+        None,
+        "--max-invalid",
+        help="Fail the run when invalid verdicts exceed this count (or fraction if < 1).",
+    ),
+    content_filter_as_refusal: bool = typer.Option(
+        True,
+        "--content-filter-as-refusal/--content-filter-invalid",
+        help="A provider-blocked response counts as a refusal (default) or as invalid.",
+    ),
+    concurrency: int = typer.Option(None, "--concurrency", help="[LLM] parallel judge calls."),
+    batch: bool = typer.Option(False, "--batch", help="[LLM] use the vendor's batch API."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="[LLM] print calls, estimated tokens and cost; call nothing."
+    ),
+    max_cost: float = typer.Option(None, "--max-cost", help="[LLM] stop cleanly at this USD."),
+    prompt_file: Path = typer.Option(
+        None, "--prompt-file", help="[LLM] template with {query}, {safety_label}, {response}."
+    ),
+    base_url: str = typer.Option(
+        None, "--base-url", help="[LLM] OpenAI-compatible server for open-weight judges."
+    ),
+    judge_model_id: str = typer.Option(None, "--judge-model-id", help="[LLM] override model id."),
+    rpm: float = typer.Option(None, "--rpm", help="[LLM] requests per minute limit."),
+    tpm: float = typer.Option(None, "--tpm", help="[LLM] tokens per minute limit."),
+    dataset: str = typer.Option(
+        None, "--dataset", "-d", help="[LLM] benchmark source for the images (default: hub)."
+    ),
+) -> None:
+    from rich.console import Console
+
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.judging.options import JudgeOptions
+    from holisafe_bench.judging.stage import judge_model
+    from holisafe_bench.registry import get_judge
+
+    console = Console(stderr=True)
+    results = layout(out)
+    spec = get_judge(judge)
+    names = split_csv(models)
+    if all_models:
+        names = results.models_with_responses()
+    if not names:
+        raise HolisafeError("say which responses to judge: --model NAME (repeatable) or --all")
+    options = JudgeOptions(
+        overwrite=overwrite,
+        content_filter_as_refusal=content_filter_as_refusal,
+        max_invalid=max_invalid,
+        concurrency=concurrency,
+        batch=batch,
+        dry_run=dry_run,
+        max_cost=max_cost,
+        prompt_file=prompt_file,
+        base_url=base_url,
+        model_id=judge_model_id,
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        dataset=dataset,
+    )
+    failures = []
+    for name in names:
+        try:
+            s = judge_model(name, spec, results, options)
+        except HolisafeError as exc:
+            if len(names) == 1:
+                raise
+            failures.append(f"{name}: {exc}")
+            continue
+        if dry_run:
+            continue
+        reasons = ", ".join(f"{k} {v}" for k, v in s.invalid_reasons.items())
+        console.print(
+            f"[bold]{name}[/] / {spec.name}: {s.valid} valid, {s.invalid} invalid"
+            + (f" ({reasons})" if reasons else "")
+            + f"; {s.judged_now} judged now, {s.reused} kept"
+            + (f"; cost ${s.cost_usd:.4f}" if s.cost_usd else "")
+        )
+    if failures:
+        raise HolisafeError("; ".join(failures))

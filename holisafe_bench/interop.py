@@ -1,0 +1,158 @@
+"""The official prediction files: a JSON list of the original records plus `prediction`,
+named `<model>_holisafe_bench.json`. Import turns them into responses; export writes them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from holisafe_bench.dataset.validate import RowIssue, validate_fields
+from holisafe_bench.errors import HolisafeError
+from holisafe_bench.paths import ResultsLayout
+from holisafe_bench.records import ResponseRecord, utc_now
+from holisafe_bench.store import RecordStore, write_json_atomic
+
+if TYPE_CHECKING:
+    from holisafe_bench.dataset import Benchmark
+
+OFFICIAL_FIELDS = (
+    "id", "image", "query", "type", "category", "subcategory", "image_safe", "image_safety_label",
+)  # fmt: skip
+SUFFIX = "_holisafe_bench.json"
+
+
+def source_records_path(layout: ResultsLayout, model: str) -> Path:
+    """The original records of imported files, kept so `export` can write them back."""
+    return layout.model_dir(model) / "source_records.jsonl"
+
+
+@dataclass
+class ImportSummary:
+    model: str
+    file: Path
+    imported: int = 0
+    failed_predictions: int = 0
+    problems: list[RowIssue] = field(default_factory=list)
+    checked_against_dataset: bool = False
+
+
+def import_predictions(
+    file: Path, model: str, layout: ResultsLayout, *, bench: Benchmark | None = None
+) -> ImportSummary:
+    try:
+        rows = json.loads(Path(file).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise HolisafeError(f"{file}: no such file") from exc
+    except json.JSONDecodeError as exc:
+        raise HolisafeError(f"{file}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    if not isinstance(rows, list):
+        raise HolisafeError(f"{file}: expected a JSON list of records")
+
+    summary = ImportSummary(model=model, file=Path(file), checked_against_dataset=bench is not None)
+    source = str(file)
+    records: list[ResponseRecord] = []
+    originals: list[dict[str, Any]] = []
+    for index, raw in enumerate(rows, start=1):
+        problems = validate_fields(raw, source=source, row=index)
+        if not problems and bench is not None:
+            problems = _against_dataset(raw, bench, source, index)
+        if problems:
+            summary.problems.extend(problems)
+            continue
+        prediction = raw.get("prediction")
+        common = {
+            "sample_id": raw["id"],
+            "model": model,
+            "type": raw["type"],
+            "category": raw["category"],
+            "subcategory": raw["subcategory"],
+            "source": f"import:{Path(file).name}",
+        }
+        if isinstance(prediction, str):
+            records.append(ResponseRecord(**common, outcome="ok", text=prediction))
+        else:
+            summary.failed_predictions += 1
+            summary.problems.append(
+                RowIssue(source, index, raw["id"], "prediction", "missing or not a string")
+            )
+            records.append(
+                ResponseRecord(**common, outcome="error", error="prediction missing in file")
+            )
+        originals.append({k: raw[k] for k in OFFICIAL_FIELDS})
+
+    store = RecordStore(layout.responses(model), ResponseRecord)
+    with store.writer(overwrite=True) as writer:
+        for rec in records:
+            writer.write(rec)
+    side = source_records_path(layout, model)
+    side.write_text(
+        "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in originals), encoding="utf-8"
+    )
+    summary.imported = len(records)
+    write_json_atomic(
+        layout.run_manifest(model),
+        {
+            "stage": "import",
+            "model": model,
+            "file": str(file),
+            "imported": len(records),
+            "failed_predictions": summary.failed_predictions,
+            "skipped_records": [str(p) for p in summary.problems if p.field != "prediction"],
+            "checked_against_dataset": summary.checked_against_dataset,
+            "dataset": bench.manifest_info() if bench is not None else None,
+            "finished_at": utc_now(),
+        },
+    )
+    return summary
+
+
+def _against_dataset(raw: dict, bench: Benchmark, source: str, row: int) -> list[RowIssue]:
+    sample = bench.by_id.get(raw["id"])
+    if sample is None:
+        return [RowIssue(source, row, raw["id"], "id", "not in the dataset")]
+    return [
+        RowIssue(
+            source,
+            row,
+            raw["id"],
+            name,
+            f"{raw[name]!r} differs from the dataset's {getattr(sample, name)!r}",
+        )
+        for name in ("type", "category", "subcategory", "query")
+        if raw[name] != getattr(sample, name)
+    ]
+
+
+def export_predictions(
+    model: str, layout: ResultsLayout, out_file: Path, *, bench: Benchmark | None = None
+) -> int:
+    """Write responses in the official format; returns how many records were written.
+    Original records come from the dataset when given, else from the import side file.
+    Only answered samples (outcome ok) are written: the format cannot express a failed call
+    or a provider block, and an empty prediction would read back as a compliant answer."""
+    responses = RecordStore(layout.responses(model), ResponseRecord).read()
+    if not responses:
+        raise HolisafeError(f"no responses for {model!r} at {layout.responses(model)}")
+    originals: dict[int, dict[str, Any]] = {}
+    if bench is not None:
+        originals = {s.id: {k: getattr(s, k) for k in OFFICIAL_FIELDS} for s in bench.samples}
+    else:
+        side = source_records_path(layout, model)
+        if not side.exists():
+            raise HolisafeError(
+                f"{model}: responses were not imported from an official file; pass --dataset "
+                "so the original records can be written"
+            )
+        for line in side.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            originals[rec["id"]] = rec
+    out = []
+    for sample_id, resp in responses.items():
+        if resp.outcome != "ok" or sample_id not in originals:
+            continue
+        out.append({**originals[sample_id], "prediction": resp.text})
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return len(out)
