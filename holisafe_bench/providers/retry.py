@@ -1,0 +1,82 @@
+"""The one retry policy (DESIGN.md): exponential backoff with jitter, Retry-After honoured,
+bounded attempts and total time per request, no retry on 4xx other than 408/409/429."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from holisafe_bench.providers.errors import ProviderCallError
+from holisafe_bench.providers.types import ChatRequest, ChatResult
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    max_total_seconds: float = 300.0
+    initial_wait: float = 1.0
+    max_wait: float = 60.0
+
+    def _wait(self) -> Callable[[RetryCallState], float]:
+        backoff = wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = getattr(exc, "retry_after", None)
+            delay = max(backoff(state), hinted or 0.0)
+            # Never sleep past the request's time budget.
+            remaining = self.max_total_seconds - (time.monotonic() - state.start_time)
+            return max(0.0, min(delay, remaining))
+
+        return wait
+
+    async def call(
+        self,
+        attempt: Callable[[ChatRequest], Awaitable[ChatResult]],
+        request: ChatRequest,
+        on_retry: Callable[[ProviderCallError], None] | None = None,
+    ) -> ChatResult:
+        """Run `attempt` until it succeeds or the policy gives up; always returns a result."""
+        attempts = 0
+        started = time.monotonic()
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if on_retry is not None and isinstance(exc, ProviderCallError):
+                on_retry(exc)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_total_seconds),
+            wait=self._wait(),
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderCallError) and e.retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            async for state in retrying:
+                with state:
+                    attempts += 1
+                    result = await attempt(request)
+            result.attempts = attempts
+            if result.latency_s is None:
+                result.latency_s = time.monotonic() - started
+            return result
+        except ProviderCallError as exc:
+            return ChatResult(
+                id=request.id,
+                outcome="error",
+                error=f"{exc} (after {attempts} attempt{'s' if attempts != 1 else ''})",
+                attempts=attempts,
+                error_kind=exc.kind,
+                latency_s=time.monotonic() - started,
+            )
