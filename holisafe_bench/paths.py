@@ -12,6 +12,9 @@ DEFAULT_RESULTS_ROOT = Path("results")
 class ResultsLayout:
     root: Path = DEFAULT_RESULTS_ROOT
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))  # accept str from callers
+
     def model_dir(self, model: str) -> Path:
         return self.root / model
 

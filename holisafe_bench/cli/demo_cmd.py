@@ -1,13 +1,27 @@
-"""Placeholder commands; replaced as their issue lands."""
+"""`demo`: the whole pipeline offline on the bundled sample."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-from holisafe_bench.errors import NotBuiltError
+import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", help="(not built yet)")
-    def demo_cmd() -> None:
-        raise NotBuiltError("'demo' is not built yet")
+    app.command(
+        "demo",
+        help=(
+            "Run the whole pipeline offline on the bundled synthetic sample: a tiny "
+            "random-weight LLaVA through the transformers provider, string-match judging, "
+            "scoring and the leaderboard. Needs no GPU, network or keys; its numbers are noise."
+        ),
+    )(demo_cmd)
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("results/demo"), "--out", help="Where the demo writes."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N samples."),
+) -> None:
+    from holisafe_bench.demo import run_demo
+
+    run_demo(out, limit=limit, say=typer.echo)

@@ -1,0 +1,183 @@
+"""The run stage with in-test providers: resume, failures, shards and merge, manifests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from holisafe_bench.dataset import load_benchmark
+from holisafe_bench.dataset.synthetic import write_synthetic
+from holisafe_bench.errors import HolisafeError
+from holisafe_bench.merge_stage import merge_shards
+from holisafe_bench.paths import ResultsLayout
+from holisafe_bench.providers.base import ApiProvider, BatchProvider
+from holisafe_bench.providers.types import ChatRequest, ChatResult
+from holisafe_bench.records import ResponseRecord
+from holisafe_bench.registry import ModelSpec
+from holisafe_bench.run_stage import RunOptions, Shard, run_model
+from holisafe_bench.store import RecordStore
+
+
+class EchoBatch(BatchProvider):
+    """Answers with the query reversed; fails the ids it is told to fail."""
+
+    provider_name = "echo-batch"
+    batch_size = 4
+
+    def __init__(self, fail_ids: set[str] = frozenset()) -> None:
+        self.fail_ids = set(fail_ids)
+        self.seen: list[str] = []
+        self.batches: list[int] = []
+
+    def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        self.batches.append(len(requests))
+        out = []
+        for req in requests:
+            self.seen.append(req.id)
+            assert req.images, "every request carries the sample's image"
+            if req.id in self.fail_ids:
+                out.append(ChatResult(id=req.id, outcome="error", error="engine exploded"))
+            else:
+                out.append(ChatResult(id=req.id, outcome="ok", text=req.text[::-1]))
+        return out
+
+
+class EchoApi(ApiProvider):
+    provider_name = "echo-api"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def call_once(self, request: ChatRequest) -> ChatResult:
+        self.calls += 1
+        return ChatResult(id=request.id, outcome="ok", text=f"answer to {request.id}")
+
+
+SPEC = ModelSpec(
+    name="echo",
+    display_name="Echo",
+    group="open-weight",
+    provider="baseline",
+    checkpoint="echo-v1",
+)
+
+
+@pytest.fixture()
+def bench(tmp_path):
+    return load_benchmark(write_synthetic(tmp_path / "data", per_cell=1, layout="json", seed=3))
+
+
+def _records(layout: ResultsLayout, model: str = "echo") -> dict[int, ResponseRecord]:
+    return RecordStore(layout.responses(model), ResponseRecord).read()
+
+
+def test_batches_write_every_sample_and_resume_redoes_only_failures(tmp_path, bench):
+    layout = ResultsLayout(tmp_path / "results")
+    samples = bench.samples
+    fail = {str(samples[0].id), str(samples[5].id)}
+    first = EchoBatch(fail_ids=fail)
+    summary = run_model(SPEC, bench, samples, layout, RunOptions(), provider=first)
+    assert summary.outcomes["error"] == 2
+    assert summary.outcomes["ok"] == len(samples) - 2
+    assert max(first.batches) == 4  # whole batches, not one prompt at a time
+    recs = _records(layout)
+    assert len(recs) == len(samples)
+    assert recs[samples[0].id].text is None and recs[samples[0].id].error == "engine exploded"
+    assert recs[samples[1].id].text == samples[1].query[::-1]
+
+    second = EchoBatch()
+    summary = run_model(SPEC, bench, samples, layout, RunOptions(), provider=second)
+    assert sorted(second.seen) == sorted(fail)
+    assert summary.already_done == len(samples) - 2
+    assert all(r.outcome == "ok" for r in _records(layout).values())
+
+    manifest = json.loads(layout.run_manifest("echo").read_text())
+    assert manifest["counts"]["ok"] == len(samples)
+    assert manifest["counts"]["missing"] == 0
+    assert manifest["model_id"] == "echo-v1"
+    assert manifest["dataset"]  # provenance of the data is recorded
+
+
+def test_api_provider_path_uses_the_shared_runner(tmp_path, bench):
+    layout = ResultsLayout(tmp_path / "results")
+    provider = EchoApi()
+    summary = run_model(SPEC, bench, bench.samples, layout, RunOptions(), provider=provider)
+    assert provider.calls == len(bench.samples)
+    assert summary.outcomes["ok"] == len(bench.samples)
+    recs = _records(layout)
+    assert {r.text for r in recs.values()} == {f"answer to {s.id}" for s in bench.samples}
+
+
+def test_one_sample_whose_image_cannot_be_read_is_recorded_and_the_run_goes_on(tmp_path, bench):
+    layout = ResultsLayout(tmp_path / "results")
+    victim = bench.samples[2]
+    original = bench.image
+
+    def flaky_image(sample):
+        if sample.id == victim.id:
+            raise OSError("disk on fire")
+        return original(sample)
+
+    bench.image = flaky_image  # type: ignore[method-assign]
+    run_model(SPEC, bench, bench.samples, layout, RunOptions(), provider=EchoBatch())
+    recs = _records(layout)
+    assert len(recs) == len(bench.samples)
+    assert recs[victim.id].outcome == "error"
+    assert "disk on fire" in recs[victim.id].error
+
+
+def test_resume_with_other_settings_is_refused_unless_overwrite(tmp_path, bench):
+    layout = ResultsLayout(tmp_path / "results")
+    run_model(SPEC, bench, bench.samples[:3], layout, RunOptions(), provider=EchoBatch())
+    with pytest.raises(HolisafeError, match="max_tokens"):
+        run_model(
+            SPEC, bench, bench.samples, layout, RunOptions(max_tokens=7), provider=EchoBatch()
+        )
+    run_model(
+        SPEC,
+        bench,
+        bench.samples,
+        layout,
+        RunOptions(max_tokens=7, overwrite=True),
+        provider=EchoBatch(),
+    )
+    assert len(_records(layout)) == len(bench.samples)
+
+
+def test_shards_split_disjointly_and_merge_into_one_record_per_sample(tmp_path, bench):
+    layout = ResultsLayout(tmp_path / "results")
+    seen: list[str] = []
+    for index in range(3):
+        provider = EchoBatch()
+        run_model(
+            SPEC,
+            bench,
+            bench.samples,
+            layout,
+            RunOptions(shard=Shard(index, 3)),
+            provider=provider,
+        )
+        seen.extend(provider.seen)
+    assert sorted(seen) == sorted(str(s.id) for s in bench.samples)  # disjoint and complete
+    summary = merge_shards("echo", layout)
+    assert summary.merged == len(bench.samples)
+    lines = layout.responses("echo").read_text().splitlines()
+    assert len(lines) == len(bench.samples)
+    assert json.loads(layout.run_manifest("echo").read_text())["counts"]["records"] == len(lines)
+
+
+def test_merge_refuses_when_a_shard_is_missing(tmp_path, bench):
+    layout = ResultsLayout(tmp_path / "results")
+    run_model(
+        SPEC, bench, bench.samples, layout, RunOptions(shard=Shard(1, 2)), provider=EchoBatch()
+    )
+    with pytest.raises(HolisafeError, match="0/2"):
+        merge_shards("echo", layout)
+
+
+@pytest.mark.parametrize("text", ["1", "2/2", "-1/3", "a/b", "1/0"])
+def test_bad_shard_specs_are_rejected(text):
+    with pytest.raises(HolisafeError):
+        Shard.parse(text)
