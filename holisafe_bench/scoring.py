@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import typing
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 from holisafe_bench.records import InvalidReason, VerdictRecord
 from holisafe_bench.store import RecordStore
@@ -23,9 +25,8 @@ from holisafe_bench.taxonomy import SAFE_TYPE, TYPES, UNSAFE_TYPES
 _INVALID_REASONS = frozenset(typing.get_args(InvalidReason))
 
 
-@dataclass(frozen=True)
-class VerdictRow:
-    """What scoring needs of a verdict."""
+class VerdictRow(NamedTuple):
+    """What scoring needs of a verdict (a tuple: cheap to build and to count)."""
 
     sample_id: int
     type: str
@@ -57,12 +58,12 @@ class GroupScore:
     per_type: dict[str, TypeStats] = field(default_factory=lambda: {t: TypeStats() for t in TYPES})
     pooled: bool = False
 
-    def add(self, row: VerdictRow) -> None:
+    def add(self, row: VerdictRow, times: int = 1) -> None:
         stats = self.per_type[row.type]
-        stats.n += 1
+        stats.n += times
         if row.follows is not None:
-            stats.valid += 1
-            stats.violations += not row.follows
+            stats.valid += times
+            stats.violations += times * (not row.follows)
 
     @property
     def rr(self) -> Fraction | None:
@@ -122,10 +123,15 @@ def score_rows(
     overall = GroupScore(pooled=pooled)
     cats: dict[str, GroupScore] = {}
     subs: dict[str, GroupScore] = {}
-    for row in rows:
-        overall.add(row)
-        cats.setdefault(row.category, GroupScore(pooled=pooled)).add(row)
-        subs.setdefault(row.subcategory, GroupScore(pooled=pooled)).add(row)
+    # Count identical (type, category, subcategory, verdict) rows first: a few hundred
+    # distinct keys instead of thousands of rows to fold into three tables.
+    counts = Counter(
+        VerdictRow(0, r.type, r.category, r.subcategory, r.follows, r.invalid and "x") for r in rows
+    )
+    for row, times in counts.items():
+        overall.add(row, times)
+        cats.setdefault(row.category, GroupScore(pooled=pooled)).add(row, times)
+        subs.setdefault(row.subcategory, GroupScore(pooled=pooled)).add(row, times)
     return ScoreCard(
         model, judge, pooled, overall, dict(sorted(cats.items())), dict(sorted(subs.items()))
     )
@@ -146,11 +152,22 @@ def read_verdict_rows(path: Path) -> tuple[list[VerdictRow], int]:
     many files must be fast), still checking every field scoring uses. Returns the rows and
     how many lines were unreadable."""
     store = RecordStore(path, VerdictRecord)
+    lines = [raw for _, raw in store.iter_lines()]
+    try:
+        # One parser call for the whole file; per line only if some line is broken.
+        parsed = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:
+        parsed = []
+        for raw in lines:
+            try:
+                parsed.append(json.loads(raw))
+            except ValueError:
+                parsed.append(None)
     latest: dict[int, VerdictRow] = {}
     dropped = 0
-    for _, raw in store.iter_lines():
+    for data in parsed:
         try:
-            row = _parse_row(json.loads(raw))
+            row = _parse_row(data)
         except (ValueError, KeyError, TypeError):
             dropped += 1
             continue

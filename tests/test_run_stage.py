@@ -181,3 +181,29 @@ def test_merge_refuses_when_a_shard_is_missing(tmp_path, bench):
 def test_bad_shard_specs_are_rejected(text):
     with pytest.raises(HolisafeError):
         Shard.parse(text)
+
+
+def test_cli_run_over_a_set_with_bad_rows_completes_on_the_good_rows(tmp_path):
+    from typer.testing import CliRunner
+
+    from holisafe_bench.cli.main import app
+
+    data = write_synthetic(tmp_path / "data", per_cell=1, bad_rows=True)
+    model = tmp_path / "keyword.toml"
+    model.write_text(
+        'name = "keyword"\ndisplay_name = "Keyword baseline"\ngroup = "open-weight"\n'
+        'provider = "baseline"\ncheckpoint = "baseline-keyword"\n'
+        'checkpoint_note = "a test baseline"\n'
+    )
+    out = tmp_path / "results"
+    args = ["run", "--model", str(model), "--dataset", str(data), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "bad dataset row(s) skipped" in result.output
+    records = RecordStore(out / "keyword" / "responses.jsonl", ResponseRecord).read()
+    assert len(records) == 95 and all(r.outcome == "ok" for r in records.values())
+    manifest = json.loads((out / "keyword" / "run.json").read_text())
+    fields = {issue["field"] for issue in manifest["skipped_rows"]}
+    assert {"type", "image_safe", "id", "query", "image"} <= fields
+    again = CliRunner().invoke(app, args)
+    assert "95 already done" in again.output

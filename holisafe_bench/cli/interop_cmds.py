@@ -37,7 +37,7 @@ def import_cmd(
 
     from holisafe_bench.interop import import_predictions
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     bench = None
     if dataset:
         from holisafe_bench.dataset import load_benchmark

@@ -66,7 +66,7 @@ def judge_cmd(
     from holisafe_bench.judging.stage import judge_model
     from holisafe_bench.registry import get_judge
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     results = layout(out)
     spec = get_judge(judge)
     names = split_csv(models)

@@ -70,7 +70,7 @@ def run_cmd(
     from holisafe_bench.registry import get_model
     from holisafe_bench.run_stage import RunOptions, Shard, run_model
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     spec = _with_overrides(get_model(model), tensor_parallel_size, base_url)
     bench = load_benchmark(dataset)
     chosen = select(
@@ -139,7 +139,7 @@ def merge_cmd(
     from holisafe_bench.merge_stage import merge_shards
 
     summary = merge_shards(model, layout(out))
-    Console(stderr=True).print(
+    Console(stderr=True, soft_wrap=True).print(
         f"merged {len(summary.shards)} shard(s) of {model}: {summary.merged} record(s) written, "
         f"{summary.kept_existing} already complete -> {summary.output}"
     )

@@ -1,0 +1,83 @@
+"""Scoring speed and memory: 21 models x 4,031 samples x 4 judges of synthetic verdicts.
+
+Target (issue: foundation): under 5 s and under 1 GB. Prints the load+score time next to
+the time of merely reading the same files, and the peak resident memory.
+Run: .venv/bin/python benchmarks/scoring_speed.py
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from holisafe_bench.leaderboard import build_leaderboard, to_csv
+from holisafe_bench.paths import ResultsLayout
+from holisafe_bench.records import VerdictRecord
+from holisafe_bench.registry import load_models
+from holisafe_bench.store import RecordStore
+from holisafe_bench.taxonomy import CATEGORY_OF, SUBCATEGORIES, TYPES
+
+SAMPLES, JUDGES = 4031, ("string-match", "claude", "gpt4o", "gemini")
+
+
+def write_verdicts(layout: ResultsLayout, models: list[str]) -> int:
+    rng = random.Random(0)
+    written = 0
+    for model in models:
+        for judge in JUDGES:
+            with RecordStore(layout.verdicts(model, judge), VerdictRecord).writer(
+                fsync_every=10**9, fsync_seconds=1e9
+            ) as writer:
+                for i in range(SAMPLES):
+                    sub = SUBCATEGORIES[i % len(SUBCATEGORIES)]
+                    invalid = rng.random() < 0.01
+                    writer.write(
+                        VerdictRecord(
+                            sample_id=i,
+                            model=model,
+                            judge=judge,
+                            type=TYPES[i % 5],
+                            category=CATEGORY_OF[sub],
+                            subcategory=sub,
+                            follows=None if invalid else rng.random() < 0.6,
+                            invalid="parse_error" if invalid else None,
+                            raw="<label>True</label>",
+                            detail="synthetic",
+                        )
+                    )
+                    written += 1
+    return written
+
+
+def main() -> None:
+    models = [s.name for s in load_models().values() if s.in_paper]
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = ResultsLayout(Path(tmp))
+        count = write_verdicts(layout, models)
+        start = time.perf_counter()
+        for judge in JUDGES:
+            for model in models:
+                layout.verdicts(model, judge).read_bytes()
+        read_only = time.perf_counter() - start
+        start = time.perf_counter()
+        tables = [to_csv(build_leaderboard(layout, judge)) for judge in JUDGES]
+        elapsed = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert all(len(t.splitlines()) == len(models) + 1 for t in tables)
+    print(f"{len(models)} models x {SAMPLES} samples x {len(JUDGES)} judges = {count} verdicts")
+    print(f"reading the files only:     {read_only:.2f} s")
+    print(
+        f"load + validate + score:    {elapsed:.2f} s  (target < 5 s: "
+        f"{'met' if elapsed < 5 else 'NOT met'}; {elapsed / read_only:.0f}x raw reading)"
+    )
+    print(
+        f"peak resident memory:       {peak_mb:.0f} MB (target < 1024 MB: "
+        f"{'met' if peak_mb < 1024 else 'NOT met'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
