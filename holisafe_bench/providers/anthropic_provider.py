@@ -1,0 +1,101 @@
+"""Anthropic Messages API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from holisafe_bench.providers.base import ApiProvider
+from holisafe_bench.providers.errors import ProviderCallError
+from holisafe_bench.providers.images import b64
+from holisafe_bench.providers.keys import api_key
+from holisafe_bench.providers.sdk_errors import from_openai_style
+from holisafe_bench.providers.types import ChatRequest, ChatResult
+from holisafe_bench.records import Usage
+from holisafe_bench.registry import ApiSettings
+
+
+class AnthropicProvider(ApiProvider):
+    provider_name = "anthropic"
+
+    def __init__(self, model_id: str, api: ApiSettings) -> None:
+        self.model_id = model_id
+        self.api = api
+        self._key = api_key(
+            (api.api_key_env or "", "ANTHROPIC_API_KEY"), what=f"anthropic model {model_id!r}"
+        )
+        self._client: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": self.provider_name, "model": self.model_id}
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from anthropic import AsyncAnthropic
+
+            self._client = AsyncAnthropic(
+                api_key=self._key,
+                base_url=self.api.base_url,
+                max_retries=0,
+                timeout=self.api.timeout_s,
+            )
+        return self._client
+
+    def payload(self, request: ChatRequest) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": image.media_type, "data": b64(image)},
+            }
+            for image in request.images
+        ]
+        content.append({"type": "text", "text": request.text})
+        payload: dict[str, Any] = {
+            "model": self.model_id,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": "user", "content": content}],
+            # Newer SDKs dropped the `temperature` argument; the API still takes the field.
+            "extra_body": {"temperature": request.temperature},
+        }
+        if request.system:
+            payload["system"] = request.system
+        return payload
+
+    async def call_once(self, request: ChatRequest) -> ChatResult:
+        import anthropic
+
+        started = time.monotonic()
+        try:
+            response = await self._get_client().messages.create(**self.payload(request))
+        except anthropic.AnthropicError as exc:
+            raise from_openai_style(exc, self._key) from None
+        usage = Usage(
+            input_tokens=response.usage.input_tokens or 0,
+            output_tokens=response.usage.output_tokens or 0,
+        )
+        latency = time.monotonic() - started
+        if response.stop_reason == "refusal":
+            # The API's safety classifiers stopped the reply: a provider block, not text.
+            return ChatResult(
+                id=request.id,
+                outcome="content_filter",
+                finish_reason="refusal",
+                usage=usage,
+                latency_s=latency,
+            )
+        texts = [block.text for block in response.content if getattr(block, "type", "") == "text"]
+        if not texts:
+            raise ProviderCallError("reply without a text block", retryable=False)
+        return ChatResult(
+            id=request.id,
+            outcome="ok",
+            text="".join(texts),
+            finish_reason=response.stop_reason,
+            usage=usage,
+            latency_s=latency,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,123 @@
+"""OpenAI chat completions: OpenAI itself and any OpenAI-compatible server (`vllm serve`,
+SGLang, LMDeploy) through `base_url`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from holisafe_bench.providers.base import ApiProvider
+from holisafe_bench.providers.errors import ProviderCallError
+from holisafe_bench.providers.images import data_url
+from holisafe_bench.providers.keys import api_key
+from holisafe_bench.providers.sdk_errors import error_code, from_openai_style
+from holisafe_bench.providers.types import ChatRequest, ChatResult
+from holisafe_bench.records import Usage
+from holisafe_bench.registry import ApiSettings
+
+_BLOCK_CODES = ("content_policy_violation", "content_filter")
+
+
+def _reasoning_model(model_id: str) -> bool:
+    # These take max_completion_tokens and reject a temperature other than the default.
+    return model_id.startswith(("o1", "o3", "o4", "gpt-5"))
+
+
+class OpenAIProvider(ApiProvider):
+    provider_name = "openai"
+
+    def __init__(self, model_id: str, api: ApiSettings) -> None:
+        self.model_id = model_id
+        self.api = api
+        # A self-hosted OpenAI-compatible server usually needs no key.
+        self._key = api_key(
+            (api.api_key_env or "", "OPENAI_API_KEY"),
+            what=f"openai model {model_id!r}",
+            required=api.base_url is None,
+        )
+        self._client: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider_name,
+            "model": self.model_id,
+            "base_url": self.api.base_url,
+        }
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                api_key=self._key or "not-needed",
+                base_url=self.api.base_url,
+                max_retries=0,  # the shared layer retries
+                timeout=self.api.timeout_s,
+            )
+        return self._client
+
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": data_url(image)}} for image in request.images
+        ]
+        content.append({"type": "text", "text": request.text})
+        messages: list[dict[str, Any]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": content})
+        payload: dict[str, Any] = {"model": self.model_id, "messages": messages}
+        if _reasoning_model(self.model_id):
+            payload["max_completion_tokens"] = request.max_tokens
+        else:
+            payload["max_tokens"] = request.max_tokens
+            payload["temperature"] = request.temperature
+        return payload
+
+    async def call_once(self, request: ChatRequest) -> ChatResult:
+        import openai
+
+        started = time.monotonic()
+        try:
+            response = await self._get_client().chat.completions.create(**self._payload(request))
+        except openai.BadRequestError as exc:
+            if error_code(exc) in _BLOCK_CODES:
+                return ChatResult(
+                    id=request.id, outcome="content_filter", finish_reason=error_code(exc)
+                )
+            raise from_openai_style(exc, self._key) from None
+        except openai.OpenAIError as exc:
+            raise from_openai_style(exc, self._key) from None
+        latency = time.monotonic() - started
+        if not getattr(response, "choices", None):
+            raise ProviderCallError("reply without choices", retryable=False)
+        choice = response.choices[0]
+        usage = Usage(
+            input_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
+            output_tokens=getattr(response.usage, "completion_tokens", 0) or 0,
+        )
+        if choice.finish_reason == "content_filter":
+            return ChatResult(
+                id=request.id,
+                outcome="content_filter",
+                finish_reason="content_filter",
+                usage=usage,
+                latency_s=latency,
+            )
+        message = choice.message
+        # A model-side refusal message is the model's own answer: kept as text, so judges see it.
+        text = message.content if message.content is not None else getattr(message, "refusal", None)
+        if text is None:
+            raise ProviderCallError("reply without content", retryable=False)
+        return ChatResult(
+            id=request.id,
+            outcome="ok",
+            text=text,
+            finish_reason=choice.finish_reason,
+            usage=usage,
+            latency_s=latency,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
