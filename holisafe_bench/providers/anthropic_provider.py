@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from holisafe_bench.providers.base import ApiProvider
+from holisafe_bench.providers.client_pool import ClientPool
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.images import b64
 from holisafe_bench.providers.keys import api_key
@@ -24,22 +25,20 @@ class AnthropicProvider(ApiProvider):
         self._key = api_key(
             (api.api_key_env or "", "ANTHROPIC_API_KEY"), what=f"anthropic model {model_id!r}"
         )
-        self._client: Any = None
+        self._clients = ClientPool(self._make_client, lambda c: c.close(), api.concurrency)
 
     def describe(self) -> dict[str, Any]:
         return {"provider": self.provider_name, "model": self.model_id}
 
-    def _get_client(self) -> Any:
-        if self._client is None:
-            from anthropic import AsyncAnthropic
+    def _make_client(self) -> Any:
+        from anthropic import AsyncAnthropic
 
-            self._client = AsyncAnthropic(
-                api_key=self._key,
-                base_url=self.api.base_url,
-                max_retries=0,
-                timeout=self.api.timeout_s,
-            )
-        return self._client
+        return AsyncAnthropic(
+            api_key=self._key,
+            base_url=self.api.base_url,
+            max_retries=0,  # the shared layer retries
+            timeout=self.api.timeout_s,
+        )
 
     def payload(self, request: ChatRequest) -> dict[str, Any]:
         content: list[dict[str, Any]] = [
@@ -66,7 +65,13 @@ class AnthropicProvider(ApiProvider):
 
         started = time.monotonic()
         try:
-            response = await self._get_client().messages.create(**self.payload(request))
+            from anthropic.types import Message
+
+            # The SDK's generic POST: same client, auth, errors and typed parsing, without
+            # re-walking the (large, base64) payload through its parameter transformer.
+            body = self.payload(request)
+            body.update(body.pop("extra_body"))
+            response = await self._clients.next().post("/v1/messages", body=body, cast_to=Message)
         except anthropic.AnthropicError as exc:
             raise from_openai_style(exc, self._key) from None
         usage = Usage(
@@ -96,6 +101,4 @@ class AnthropicProvider(ApiProvider):
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._clients.aclose()

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from holisafe_bench.providers.base import ApiProvider
+from holisafe_bench.providers.client_pool import ClientPool
 from holisafe_bench.providers.errors import ProviderCallError, parse_retry_after
 from holisafe_bench.providers.keys import api_key, scrub
 from holisafe_bench.providers.types import ChatRequest, ChatResult
@@ -32,26 +33,22 @@ class GeminiProvider(ApiProvider):
             (api.api_key_env or "", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
             what=f"gemini model {model_id!r}",
         )
-        self._client: Any = None
+        self._clients = ClientPool(self._make_client, lambda c: c.aio.aclose(), api.concurrency)
 
     def describe(self) -> dict[str, Any]:
         return {"provider": self.provider_name, "model": self.model_id}
 
-    def _get_client(self) -> Any:
-        if self._client is None:
-            from google import genai
-            from google.genai import types
+    def _make_client(self) -> Any:
+        from google import genai
+        from google.genai import types
 
-            options: dict[str, Any] = {
-                "timeout": int(self.api.timeout_s * 1000),
-                "retry_options": types.HttpRetryOptions(attempts=1),  # the shared layer retries
-            }
-            if self.api.base_url:
-                options["base_url"] = self.api.base_url
-            self._client = genai.Client(
-                api_key=self._key, http_options=types.HttpOptions(**options)
-            )
-        return self._client
+        options: dict[str, Any] = {
+            "timeout": int(self.api.timeout_s * 1000),
+            "retry_options": types.HttpRetryOptions(attempts=1),  # the shared layer retries
+        }
+        if self.api.base_url:
+            options["base_url"] = self.api.base_url
+        return genai.Client(api_key=self._key, http_options=types.HttpOptions(**options))
 
     def _contents_and_config(self, request: ChatRequest) -> tuple[list[Any], Any]:
         from google.genai import types
@@ -74,7 +71,7 @@ class GeminiProvider(ApiProvider):
         contents, config = self._contents_and_config(request)
         started = time.monotonic()
         try:
-            response = await self._get_client().aio.models.generate_content(
+            response = await self._clients.next().aio.models.generate_content(
                 model=self.model_id, contents=contents, config=config
             )
         except errors.APIError as exc:
@@ -133,6 +130,4 @@ class GeminiProvider(ApiProvider):
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aio.aclose()
-            self._client = None
+        await self._clients.aclose()

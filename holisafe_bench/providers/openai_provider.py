@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from holisafe_bench.providers.base import ApiProvider
+from holisafe_bench.providers.client_pool import ClientPool
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.images import data_url
 from holisafe_bench.providers.keys import api_key
@@ -35,7 +36,7 @@ class OpenAIProvider(ApiProvider):
             what=f"openai model {model_id!r}",
             required=api.base_url is None,
         )
-        self._client: Any = None
+        self._clients = ClientPool(self._make_client, lambda c: c.close(), api.concurrency)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -44,17 +45,15 @@ class OpenAIProvider(ApiProvider):
             "base_url": self.api.base_url,
         }
 
-    def _get_client(self) -> Any:
-        if self._client is None:
-            from openai import AsyncOpenAI
+    def _make_client(self) -> Any:
+        from openai import AsyncOpenAI
 
-            self._client = AsyncOpenAI(
-                api_key=self._key or "not-needed",
-                base_url=self.api.base_url,
-                max_retries=0,  # the shared layer retries
-                timeout=self.api.timeout_s,
-            )
-        return self._client
+        return AsyncOpenAI(
+            api_key=self._key or "not-needed",
+            base_url=self.api.base_url,
+            max_retries=0,  # the shared layer retries
+            timeout=self.api.timeout_s,
+        )
 
     def _payload(self, request: ChatRequest) -> dict[str, Any]:
         content: list[dict[str, Any]] = [
@@ -78,7 +77,13 @@ class OpenAIProvider(ApiProvider):
 
         started = time.monotonic()
         try:
-            response = await self._get_client().chat.completions.create(**self._payload(request))
+            # The SDK's generic POST: same client, auth, errors and typed parsing, without
+            # re-walking the (large, base64) payload through its parameter transformer.
+            from openai.types.chat import ChatCompletion
+
+            response = await self._clients.next().post(
+                "/chat/completions", body=self._payload(request), cast_to=ChatCompletion
+            )
         except openai.BadRequestError as exc:
             if error_code(exc) in _BLOCK_CODES:
                 return ChatResult(
@@ -118,6 +123,4 @@ class OpenAIProvider(ApiProvider):
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._clients.aclose()
