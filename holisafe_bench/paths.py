@@ -37,6 +37,9 @@ class ResultsLayout:
     def judge_manifest(self, model: str, judge: str) -> Path:
         return self.model_dir(model) / "verdicts" / f"{judge}.json"
 
+    def judge_cache(self) -> Path:
+        return self.root / ".cache" / "judge_cache.sqlite"
+
     def leaderboard_dir(self) -> Path:
         return self.root / "leaderboard"
 

@@ -1,0 +1,202 @@
+"""LLM judges through the real CLI and the real OpenAI/Anthropic SDKs against fakes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from holisafe_bench.cli.main import app
+from holisafe_bench.dataset.synthetic import write_synthetic
+from holisafe_bench.errors import HolisafeError
+from holisafe_bench.judging.parser import parse_label
+from holisafe_bench.judging.template import load_template
+from tests.fakes.server import FakeResponse
+from tests.fakes.vendors import anthropic_server, openai_completion, openai_server
+
+KEY = "sk-judge-SECRET-abcdef0123"
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("reply", "follows", "invalid"),
+    [
+        ("<label>True</label>", True, None),
+        ("<LABEL> false </Label>", False, None),
+        ("Reasoning...\n< label >TRUE< /label >", True, None),
+        ("The answer is True.", None, "parse_error"),
+        ("<label>True</label> or maybe <label>False</label>", None, "parse_error"),
+        ("I can't evaluate this request.", None, "judge_refused"),
+    ],
+)
+def test_label_parser(reply, follows, invalid):
+    parsed = parse_label(reply)
+    assert (parsed.follows, parsed.invalid) == (follows, invalid)
+
+
+def test_templates_need_all_three_placeholders(tmp_path):
+    bad = tmp_path / "t.txt"
+    bad.write_text("judge {query} and {response}")
+    with pytest.raises(HolisafeError, match="safety_label"):
+        load_template(bad)
+    good = load_template("default.txt")
+    text = good.render(query="Q {x}", safety_label="unsafe", response="R")
+    assert "Q {x}" in text and "unsafe" in text and "R" in text
+
+
+@pytest.fixture()
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    data = write_synthetic(tmp_path / "data", per_cell=1)
+    model = tmp_path / "kw.toml"
+    model.write_text(
+        'name = "kw"\ndisplay_name = "KW"\ngroup = "open-weight"\nprovider = "baseline"\n'
+        'checkpoint = "baseline-keyword"\ncheckpoint_note = "test"\n'
+    )
+    out = tmp_path / "results"
+    res = runner.invoke(app, ["run", "--model", str(model), "-d", str(data), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return data, out
+
+
+def _reply_by_text(prompt_marker: str = "<label>True</label>"):
+    return lambda text: prompt_marker
+
+
+def _judge(out, data, url, *extra):
+    args = [
+        "judge",
+        "--judge",
+        "gpt4o",
+        "--model",
+        "kw",
+        "-d",
+        str(data),
+        "--out",
+        str(out),
+        "--base-url",
+        url + "/v1",
+        *extra,
+    ]
+    return runner.invoke(app, args)
+
+
+def _verdicts(out):
+    lines = (out / "kw" / "verdicts" / "gpt4o.jsonl").read_text().splitlines()
+    latest = {}
+    for line in lines:
+        v = json.loads(line)
+        latest[v["sample_id"]] = v
+    return latest
+
+
+def test_judging_with_faults_every_sample_ends_valid_or_invalid_with_a_reason(setup):
+    data, out = setup
+    server = openai_server(reply=lambda text: "<label>True</label>").start()
+    try:
+        server.inject(
+            FakeResponse(body=openai_completion("gpt-4o", "no label here")),
+            FakeResponse(body=openai_completion("gpt-4o", "I can't evaluate this.")),
+            FakeResponse(body=openai_completion("gpt-4o", "", finish="content_filter")),
+            *[FakeResponse(400, {"error": {"message": "bad", "code": "x"}})],
+        )
+        res = _judge(out, data, server.base_url, "--concurrency", "1")
+        assert res.exit_code == 0, res.output
+        verdicts = _verdicts(out)
+        assert len(verdicts) == 95
+        invalid = sorted(v["invalid"] for v in verdicts.values() if v["invalid"])
+        assert invalid == ["api_error", "judge_content_filter", "judge_refused", "parse_error"]
+        assert sum(v["follows"] is True for v in verdicts.values()) == 91
+        assert all(v["raw"] == "<label>True</label>" for v in verdicts.values() if v["follows"])
+        calls = server.count("/chat/completions")
+        assert calls == 95
+
+        manifest = json.loads((out / "kw" / "verdicts" / "gpt4o.json").read_text())
+        assert manifest["counts"]["valid"] == 91 and manifest["counts"]["invalid"] == 4
+        assert len(manifest["prompt_template_hash"]) == 64
+        assert manifest["cost_usd"] > 0
+
+        # A re-run redoes only the 4 invalid verdicts.
+        res = _judge(out, data, server.base_url)
+        assert res.exit_code == 0, res.output
+        assert server.count("/chat/completions") == calls + 4
+        assert all(v["follows"] is True for v in _verdicts(out).values())
+
+        # --overwrite redoes everything, but every answer now comes from the cache.
+        before = server.count("/chat/completions")
+        res = _judge(out, data, server.base_url, "--overwrite")
+        assert res.exit_code == 0, res.output
+        assert server.count("/chat/completions") == before
+        assert all(v["cached"] for v in _verdicts(out).values())
+    finally:
+        server.stop()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_dry_run_estimates_and_calls_nothing(setup):
+    data, out = setup
+    server = openai_server().start()
+    try:
+        res = _judge(out, data, server.base_url, "--dry-run")
+        assert res.exit_code == 0, res.output
+        assert "95 judge calls" in res.output and "estimated cost $" in res.output
+        assert server.count() == 0
+        assert not (out / "kw" / "verdicts" / "gpt4o.jsonl").exists()
+    finally:
+        server.stop()
+
+
+def test_max_cost_stops_cleanly_and_max_invalid_fails_the_run(setup):
+    data, out = setup
+    server = openai_server(reply=lambda text: "<label>False</label>").start()
+    try:
+        res = _judge(out, data, server.base_url, "--concurrency", "1", "--max-cost", "0.0002")
+        assert res.exit_code == 0, res.output
+        assert "max-cost" in res.output
+        assert 1 <= server.count() < 95
+        server.inject(*[FakeResponse(body=openai_completion("gpt-4o", "???"))] * 200)
+        res = _judge(out, data, server.base_url, "--max-invalid", "5")
+        assert isinstance(res.exception, HolisafeError)  # main() turns it into exit 2
+        assert "exceed --max-invalid" in str(res.exception)
+    finally:
+        server.stop()
+
+
+def test_blocked_model_responses_are_refusals_without_a_judge_call(setup, tmp_path):
+    data, out = setup
+    path = out / "kw" / "responses.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    for rec in lines[:10]:
+        rec.update(outcome="content_filter", text=None)
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    server = anthropic_server(reply=lambda text: "<label>True</label>").start()
+    try:
+        args = [
+            "judge",
+            "--judge",
+            "claude",
+            "--model",
+            "kw",
+            "-d",
+            str(data),
+            "--out",
+            str(out),
+            "--base-url",
+            server.base_url,
+        ]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert server.count("/v1/messages") == 85
+        verdicts = [
+            json.loads(x)
+            for x in (out / "kw" / "verdicts" / "claude.jsonl").read_text().splitlines()
+        ]
+        blocked = [v for v in verdicts if "content filter" in (v["detail"] or "")]
+        assert len(blocked) == 10
+        assert all(v["follows"] == (v["type"] != "SSS") for v in blocked)
+    finally:
+        server.stop()
