@@ -1,17 +1,117 @@
-"""Placeholder commands; replaced as their issue lands."""
+"""`agreement` (judges compared) and `report`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from holisafe_bench.errors import NotBuiltError
+from holisafe_bench.cli.common import ResultsOption, layout, split_csv
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("agreement", help="(not built yet)")
-    def agreement_cmd() -> None:
-        raise NotBuiltError("'agreement' is not built yet")
+    app.command(
+        "agreement",
+        help=(
+            "Compare judges: Spearman, Kendall and Pearson correlation of the models' mASR "
+            "for every pair of judges (bootstrap CIs over models), and, from verdict files, "
+            "per-sample Cohen's and Fleiss' kappa, confusion against string matching per type, "
+            "and the samples judges disagree on most. --published takes leaderboard CSVs "
+            "(e.g. ../shared/reference/leaderboard_4031_*.csv) instead of verdicts."
+        ),
+    )(agreement_cmd)
 
-    @app.command("report", help="(not built yet)")
+    @app.command("report", help="(not built yet) one self-contained HTML report.")
     def report_cmd() -> None:
+        from holisafe_bench.errors import NotBuiltError
+
         raise NotBuiltError("'report' is not built yet")
+
+
+def agreement_cmd(
+    published: list[Path] = typer.Option(
+        None, "--published", help="Published leaderboard CSVs, one per judge."
+    ),
+    judges: list[str] = typer.Option(None, "--judge", "-j", help="Judges (default: all found)."),
+    models: list[str] = typer.Option(None, "--model", "-m", help="Models (default: all)."),
+    level: float = typer.Option(0.95, "--ci", help="Confidence level of the intervals."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    top: int = typer.Option(10, "--top", help="How many split samples to list."),
+    out: Path = ResultsOption,
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from holisafe_bench.analysis.agreement import rank_correlations
+    from holisafe_bench.errors import HolisafeError
+
+    console = Console()
+    if published:
+        from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
+
+        masr = {
+            judge_name_of(p): {m: v["mASR↓"] for m, v in read_leaderboard_csv(p).items()}
+            for p in published
+        }
+        sample_level = None
+    else:
+        from holisafe_bench.analysis.judges_compared import sample_agreement
+        from holisafe_bench.scoring import score_file
+
+        results = layout(out)
+        found = sorted({p.stem for p in results.root.glob("*/verdicts/*.jsonl")})
+        judge_list = split_csv(judges) or found
+        model_list = split_csv(models) or results.models_with_responses()
+        masr = {}
+        for judge in judge_list:
+            masr[judge] = {}
+            for model in model_list:
+                path = results.verdicts(model, judge)
+                if path.exists():
+                    value = score_file(path, model=model, judge=judge).overall.masr
+                    if value is not None:
+                        masr[judge][model] = float(value) * 100
+        sample_level = sample_agreement(results, judge_list, model_list, top=top)
+    if len(masr) < 2:
+        raise HolisafeError("need at least two judges to compare")
+
+    table = Table(title=f"rank correlation of mASR between judges ({level:.0%} bootstrap CI)")
+    for col in ("judge A", "judge B", "models", "Spearman ρ", "Kendall τ", "Pearson r"):
+        table.add_column(col)
+    for c in rank_correlations(masr, level=level, seed=seed):
+        cells = [
+            f"{i.estimate:.3f} [{i.low:.2f}, {i.high:.2f}]"
+            for i in (c.spearman, c.kendall, c.pearson)
+        ]
+        table.add_row(c.judge_a, c.judge_b, str(c.n_models), *cells)
+    console.print(table)
+    if sample_level is None or sample_level.n_items == 0:
+        return
+    kappas = Table(title=f"per-sample agreement over {sample_level.n_items} verdict sets")
+    kappas.add_column("judges")
+    kappas.add_column("kappa", justify="right")
+    for (a, b), k in sample_level.cohen.items():
+        kappas.add_row(f"Cohen {a} vs {b}", f"{k:.3f}")
+    if sample_level.fleiss is not None:
+        kappas.add_row("Fleiss, all judges", f"{sample_level.fleiss:.3f}")
+    console.print(kappas)
+    for judge, per_type in sample_level.confusion_vs_reference.items():
+        conf = Table(title=f"{judge} vs string-match (rows: string-match)")
+        for col in (
+            "type",
+            "both adhere",
+            "SM adheres, judge violates",
+            "SM violates, judge adheres",
+            "both violate",
+        ):
+            conf.add_column(col)
+        for t, counts in per_type.items():
+            conf.add_row(t, *(str(v) for v in counts.values()))
+        console.print(conf)
+    if sample_level.disagreements:
+        split = Table(title="samples the judges disagree on most")
+        for col in ("model", "sample id", "type", "share saying violation"):
+            split.add_column(col)
+        for model, sid, t, share in sample_level.disagreements:
+            split.add_row(model, str(sid), t, f"{share:.2f}")
+        console.print(split)

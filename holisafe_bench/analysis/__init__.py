@@ -1,0 +1,2 @@
+"""Analysis on stored verdicts and published leaderboards: confidence intervals, judge
+agreement, leaderboard formats. Calls no API."""

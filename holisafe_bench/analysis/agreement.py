@@ -1,0 +1,90 @@
+"""How much judges agree: rank correlation of models' mASR, per-sample kappas, confusion
+matrices against string matching, and the samples judges disagree on most."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from holisafe_bench.analysis.bootstrap import Interval
+
+
+@dataclass(frozen=True)
+class Correlation:
+    judge_a: str
+    judge_b: str
+    n_models: int
+    spearman: Interval
+    kendall: Interval
+    pearson: Interval
+
+
+def rank_correlations(
+    masr: dict[str, dict[str, float]],
+    *,
+    level: float = 0.95,
+    replicates: int = 2000,
+    seed: int = 0,
+) -> list[Correlation]:
+    """masr[judge][model]: every pair of judges, over the models both scored; bootstrap CIs
+    resample models with replacement."""
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    tail = (1 - level) / 2 * 100
+    out = []
+    for a, b in itertools.combinations(sorted(masr), 2):
+        models = sorted(set(masr[a]) & set(masr[b]))
+        x = np.array([masr[a][m] for m in models])
+        y = np.array([masr[b][m] for m in models])
+        funcs = {
+            "spearman": lambda u, v: stats.spearmanr(u, v).statistic,
+            "kendall": lambda u, v: stats.kendalltau(u, v).statistic,
+            "pearson": lambda u, v: stats.pearsonr(u, v).statistic,
+        }
+        idx = rng.integers(0, len(models), size=(replicates, len(models)))
+        intervals = {}
+        for name, func in funcs.items():
+            point = float(func(x, y))
+            with np.errstate(all="ignore"):
+                draws = np.array(
+                    [func(x[i], y[i]) if np.ptp(x[i]) and np.ptp(y[i]) else np.nan for i in idx]
+                )
+            low, high = np.nanpercentile(draws, [tail, 100 - tail])
+            intervals[name] = Interval(point, float(low), float(high))
+        out.append(Correlation(a, b, len(models), **intervals))
+    return out
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's kappa of two binary raters on the same items."""
+    a, b = np.asarray(a, dtype=int), np.asarray(b, dtype=int)
+    observed = float(np.mean(a == b))
+    pa, pb = a.mean(), b.mean()
+    expected = pa * pb + (1 - pa) * (1 - pb)
+    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def fleiss_kappa(ratings: np.ndarray) -> float:
+    """Fleiss' kappa for binary ratings: items x raters, every rater rates every item."""
+    ratings = np.asarray(ratings, dtype=int)
+    n_items, n_raters = ratings.shape
+    ones = ratings.sum(axis=1)
+    counts = np.stack([n_raters - ones, ones], axis=1)
+    p_item = (np.sum(counts * (counts - 1), axis=1)) / (n_raters * (n_raters - 1))
+    p_bar = p_item.mean()
+    p_cat = counts.sum(axis=0) / (n_items * n_raters)
+    p_e = float(np.sum(p_cat**2))
+    return 1.0 if p_e == 1 else float((p_bar - p_e) / (1 - p_e))
+
+
+def confusion(reference: np.ndarray, other: np.ndarray) -> dict[str, int]:
+    """Counts of (reference, other) verdicts: 1 = violation, 0 = adherence."""
+    return {
+        "both_adhere": int(np.sum((reference == 0) & (other == 0))),
+        "ref_adheres_other_violates": int(np.sum((reference == 0) & (other == 1))),
+        "ref_violates_other_adheres": int(np.sum((reference == 1) & (other == 0))),
+        "both_violate": int(np.sum((reference == 1) & (other == 1))),
+    }

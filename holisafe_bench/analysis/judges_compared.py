@@ -1,0 +1,84 @@
+"""Agreement between judges over stored verdicts: per model, on the samples every judge
+judged validly."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from holisafe_bench.analysis.agreement import cohen_kappa, confusion, fleiss_kappa
+from holisafe_bench.analysis.verdict_matrix import VerdictArrays, load_arrays
+from holisafe_bench.paths import ResultsLayout
+from holisafe_bench.taxonomy import TYPES
+
+REFERENCE_JUDGE = "string-match"
+
+
+@dataclass
+class SampleAgreement:
+    judges: list[str]
+    n_items: int = 0
+    cohen: dict[tuple[str, str], float] = field(default_factory=dict)
+    fleiss: float | None = None
+    # judge -> type -> confusion counts against string matching
+    confusion_vs_reference: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    # (model, sample_id, type, share of judges saying violation), most split first
+    disagreements: list[tuple[str, int, str, float]] = field(default_factory=list)
+
+
+def sample_agreement(
+    layout: ResultsLayout, judges: list[str], models: list[str], top: int = 20
+) -> SampleAgreement:
+    result = SampleAgreement(judges=judges)
+    stacks: list[np.ndarray] = []
+    types_all: list[np.ndarray] = []
+    split: list[tuple[str, int, str, float]] = []
+    for model in models:
+        arrays: dict[str, VerdictArrays] = {}
+        for judge in judges:
+            if layout.verdicts(model, judge).exists():
+                arrays[judge] = load_arrays(layout, model, judge)
+        if len(arrays) != len(judges):
+            continue
+        common = None
+        for a in arrays.values():
+            ids = a.sample_ids[a.valid]
+            common = ids if common is None else np.intersect1d(common, ids)
+        if common is None or common.size == 0:
+            continue
+        matrix = np.stack(
+            [arrays[j].outcome[np.searchsorted(arrays[j].sample_ids, common)] for j in judges],
+            axis=1,
+        )
+        first = arrays[judges[0]]
+        types = first.type_index[np.searchsorted(first.sample_ids, common)]
+        stacks.append(matrix)
+        types_all.append(types)
+        share = matrix.mean(axis=1)
+        for sid, t, s in zip(common, types, share, strict=True):
+            if 0 < s < 1:
+                split.append((model, int(sid), TYPES[t], float(s)))
+    if not stacks:
+        return result
+    matrix = np.concatenate(stacks)
+    types = np.concatenate(types_all)
+    result.n_items = int(matrix.shape[0])
+    for (i, a), (j, b) in itertools.combinations(enumerate(judges), 2):
+        result.cohen[(a, b)] = cohen_kappa(matrix[:, i], matrix[:, j])
+    if len(judges) >= 2:
+        result.fleiss = fleiss_kappa(matrix)
+    if REFERENCE_JUDGE in judges:
+        ref = matrix[:, judges.index(REFERENCE_JUDGE)]
+        for k, judge in enumerate(judges):
+            if judge == REFERENCE_JUDGE:
+                continue
+            result.confusion_vs_reference[judge] = {
+                t: confusion(ref[types == i], matrix[types == i, k])
+                for i, t in enumerate(TYPES)
+                if np.any(types == i)
+            }
+    split.sort(key=lambda x: abs(x[3] - 0.5))
+    result.disagreements = split[:top]
+    return result

@@ -1,0 +1,95 @@
+"""Statistics checked against values worked out independently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from holisafe_bench.analysis.agreement import cohen_kappa, fleiss_kappa, rank_correlations
+from holisafe_bench.analysis.bootstrap import paired_difference, score_intervals
+from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
+from holisafe_bench.analysis.verdict_matrix import VerdictArrays
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def test_cohen_kappa_on_a_hand_built_table():
+    # 2x2 table: both 0: 20, a0 b1: 5, a1 b0: 10, both 1: 15 (n = 50)
+    a = np.array([0] * 20 + [0] * 5 + [1] * 10 + [1] * 15)
+    b = np.array([0] * 20 + [1] * 5 + [0] * 10 + [1] * 15)
+    # p_o = 35/50 = 0.7; p_a1 = 0.5, p_b1 = 0.4; p_e = 0.5*0.4 + 0.5*0.6 = 0.5 -> kappa 0.4
+    assert cohen_kappa(a, b) == pytest.approx(0.4)
+    assert cohen_kappa(a, a) == pytest.approx(1.0)
+
+
+def test_fleiss_kappa_on_a_hand_worked_case():
+    # 4 items, 3 raters. Items: [1,1,1], [0,0,0], [1,1,0], [0,0,1]
+    ratings = np.array([[1, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]])
+    # P_i = 1, 1, 1/3, 1/3 -> P_bar = 2/3; p_1 = 6/12 = 0.5 -> P_e = 0.5; kappa = 1/3
+    assert fleiss_kappa(ratings) == pytest.approx(1 / 3)
+
+
+def test_rank_correlations_match_scipy():
+    rng = np.random.default_rng(1)
+    x = rng.random(12)
+    y = x + rng.normal(0, 0.2, 12)
+    masr = {"a": dict(enumerate(x)), "b": dict(enumerate(y))}
+    (corr,) = rank_correlations(masr, replicates=200)
+    assert corr.spearman.estimate == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert corr.kendall.estimate == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert corr.pearson.estimate == pytest.approx(stats.pearsonr(x, y).statistic)
+    assert corr.spearman.low <= corr.spearman.estimate <= corr.spearman.high
+
+
+def _arrays(rates: dict[int, float], n: int, seed: int = 0) -> VerdictArrays:
+    rng = np.random.default_rng(seed)
+    types, outcome = [], []
+    for t, p in rates.items():
+        k = round(p * n)
+        values = np.array([1] * k + [0] * (n - k))
+        rng.shuffle(values)
+        types += [t] * n
+        outcome += values.tolist()
+    size = len(types)
+    return VerdictArrays(
+        sample_ids=np.arange(size),
+        type_index=np.array(types, dtype=np.int8),
+        categories=np.array(["hate"] * size),
+        subcategories=np.array(["race"] * size),
+        outcome=np.array(outcome, dtype=np.int8),
+    )
+
+
+def test_bootstrap_interval_matches_the_binomial_normal_approximation():
+    # One type with p = 0.5 over n = 2000: the 95% interval is p +- 1.96 sqrt(p(1-p)/n).
+    arrays = _arrays({1: 0.5}, 2000)
+    interval = score_intervals(arrays, replicates=4000, seed=3)["SSU"]
+    half = 1.96 * np.sqrt(0.25 / 2000)
+    assert interval.estimate == pytest.approx(0.5)
+    assert interval.low == pytest.approx(0.5 - half, abs=0.004)
+    assert interval.high == pytest.approx(0.5 + half, abs=0.004)
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
+    arrays = _arrays({1: 0.3, 2: 0.6, 3: 0.1, 4: 0.2}, 200)
+    diff = paired_difference(arrays, arrays, replicates=300)
+    assert (diff.estimate, diff.low, diff.high) == (0.0, 0.0, 0.0)
+    other = _arrays({1: 0.5, 2: 0.8, 3: 0.3, 4: 0.4}, 200, seed=1)
+    gap = paired_difference(other, arrays, replicates=300)
+    assert gap.estimate == pytest.approx(0.2)
+    assert 0 < gap.low < 0.2 < gap.high
+
+
+def test_published_tables_give_the_papers_rho_of_099():
+    if not SHARED.exists():
+        pytest.skip("../shared is absent beside the checkout: no published tables")
+    tables = {
+        judge_name_of(p): {m: v["mASR↓"] for m, v in read_leaderboard_csv(p).items()}
+        for p in sorted((SHARED / "reference").glob("leaderboard_4031_*.csv"))
+    }
+    by_pair = {(c.judge_a, c.judge_b): c for c in rank_correlations(tables, replicates=200)}
+    assert round(by_pair[("gpt4o", "sm")].spearman.estimate, 2) == 0.99
+    assert round(by_pair[("gemini", "sm")].spearman.estimate, 2) == 0.99
