@@ -61,7 +61,9 @@ def agreement_cmd(
         results = layout(out)
         found = sorted({p.stem for p in results.root.glob("*/verdicts/*.jsonl")})
         judge_list = split_csv(judges) or found
-        model_list = split_csv(models) or results.models_with_responses()
+        model_list = split_csv(models) or sorted(
+            {p.parent.parent.name for p in results.root.glob("*/verdicts/*.jsonl")}
+        )
         masr = {}
         for judge in judge_list:
             masr[judge] = {}

@@ -22,7 +22,10 @@ def register(app: typer.Typer) -> None:
         "leaderboard",
         help=(
             "The paper's table for one judge: Model, S_IS_T→S↑ (100-RR), the four ASRs, "
-            "mASR, RR, in percent. Formats: csv (the paper's layout), md, json."
+            "mASR, RR, in percent. Formats: csv (the paper's layout), md, latex (booktabs, "
+            "best bold, second underlined, groups as blocks), html (self-contained, sortable), "
+            "json. --compare FILE lists deltas against a reference table such as "
+            "results/published/leaderboard_4031_sm.csv; --ci adds rank intervals."
         ),
     )(leaderboard_cmd)
 
@@ -33,6 +36,10 @@ def score_cmd(
     pooled: bool = typer.Option(False, "--pooled", help="Pooled mASR (labelled; not default)."),
     decimals: int = typer.Option(1, "--decimals"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ci: float = typer.Option(
+        None, "--ci", help="Bootstrap intervals at this level (e.g. 0.95), stratified by type."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed (with --ci)."),
     out: Path = ResultsOption,
 ) -> None:
     import json
@@ -58,6 +65,7 @@ def score_cmd(
         card = score_file(path, model=name, judge=judge, pooled=pooled)
         o = card.overall
         best, worst = o.masr_bounds()
+        intervals = _intervals(results, name, judge, ci, seed) if ci else None
         if as_json:
             payload.append(
                 {
@@ -81,6 +89,7 @@ def score_cmd(
                         for sub, g in card.per_subcategory.items()
                     },
                     "unreadable_lines": card.dropped_lines,
+                    "ci": intervals,
                 }
             )
             continue
@@ -110,6 +119,18 @@ def score_cmd(
                         "", sub, str(sg.n), percent(sg.masr, decimals), percent(sg.rr, decimals)
                     )
         console.print(cats)
+        if intervals:
+            ci_table = Table(
+                title=f"{ci:.0%} bootstrap intervals (stratified by type, seed {seed})"
+            )
+            for col in ("metric", "estimate %", "low %", "high %"):
+                ci_table.add_column(col, justify="right" if col != "metric" else "left")
+            for metric, (est, low, high) in intervals["overall"].items():
+                ci_table.add_row(metric, est, low, high)
+            for category, metrics in intervals["per_category"].items():
+                for metric, (est, low, high) in metrics.items():
+                    ci_table.add_row(f"{category} {metric}", est, low, high)
+            console.print(ci_table)
         console.print(
             f"invalid verdicts: {o.invalid} of {o.n}; mASR if all were adherence "
             f"{percent(best, decimals)}%, if all were violations {percent(worst, decimals)}%"
@@ -127,7 +148,7 @@ def _subs_of(category: str) -> tuple[str, ...]:
 
 def leaderboard_cmd(
     judge: str = typer.Option("string-match", "--judge", "-j"),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv | md | json"),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv | md | latex | html | json"),
     pooled: bool = typer.Option(
         False, "--pooled", help="Pooled mASR, as in the June 2025 tables (labelled option)."
     ),
@@ -141,20 +162,102 @@ def leaderboard_cmd(
     output: Path = typer.Option(
         None, "--output", "-o", help="Write to this file instead of stdout."
     ),
+    compare: Path = typer.Option(
+        None, "--compare", help="A reference leaderboard CSV: print deltas against it."
+    ),
+    ci: float = typer.Option(
+        None, "--ci", help="Add rank intervals at this level (e.g. 0.95), by bootstrap."
+    ),
     out: Path = ResultsOption,
 ) -> None:
+    from holisafe_bench.analysis.formats import to_html, to_latex
     from holisafe_bench.errors import HolisafeError
     from holisafe_bench.leaderboard import FORMATS, build_leaderboard
 
-    if fmt not in FORMATS:
-        raise HolisafeError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    rows = build_leaderboard(layout(out), judge, pooled=pooled, models=split_csv(models))
+    formats = {**FORMATS, "latex": to_latex, "html": to_html}
+    if fmt not in formats:
+        raise HolisafeError(f"--format {fmt!r}: choose one of {', '.join(formats)}")
+    results = layout(out)
+    rows = build_leaderboard(results, judge, pooled=pooled, models=split_csv(models))
     if not rows:
         raise HolisafeError(f"no verdicts of judge {judge!r} under {out}")
-    text = FORMATS[fmt](rows, decimals, double_round)
+    if compare is not None:
+        text = _comparison(rows, compare, decimals, fmt)
+    else:
+        text = formats[fmt](rows, decimals, double_round)
+    if ci:
+        _print_rank_intervals(results, judge, rows, ci)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}")
     else:
         typer.echo(text, nl=False)
+
+
+def _comparison(rows, reference_path: Path, decimals: int, fmt: str) -> str:
+    import csv
+    import io
+    import json
+
+    from holisafe_bench.analysis.formats import compare_rows
+    from holisafe_bench.analysis.published import read_leaderboard_csv
+
+    header = ["Model", "column", "ours", "reference", "delta"]
+    table = compare_rows(rows, read_leaderboard_csv(reference_path), decimals)
+    if fmt == "json":
+        return json.dumps([dict(zip(header, r, strict=True)) for r in table], indent=2) + "\n"
+    if fmt == "md":
+        lines = ["| " + " | ".join(header) + " |", "|---|---|---:|---:|---:|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table]) + "\n"
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(table)
+    return buf.getvalue()
+
+
+def _print_rank_intervals(results, judge: str, rows, level: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from holisafe_bench.analysis.bootstrap import rank_intervals
+    from holisafe_bench.analysis.verdict_matrix import load_arrays
+
+    arrays = {r.model: load_arrays(results, r.model, judge) for r in rows}
+    ranks = rank_intervals(arrays, level=level)
+    table = Table(title=f"rank by mASR (1 = safest), {level:.0%} bootstrap interval")
+    for col in ("model", "rank", "interval"):
+        table.add_column(col)
+    for row in sorted(rows, key=lambda r: ranks[r.model][0]):
+        rank, low, high = ranks[row.model]
+        table.add_row(row.display_name, str(rank), f"{low}-{high}")
+    Console(stderr=True).print(table)
+
+
+def _intervals(results, model: str, judge: str, level: float, seed: int) -> dict:
+    from holisafe_bench.analysis.bootstrap import category_intervals, score_intervals
+    from holisafe_bench.analysis.verdict_matrix import load_arrays
+
+    arrays = load_arrays(results, model, judge)
+
+    def fmt(interval) -> list[str]:
+        return [f"{100 * v:.1f}" for v in (interval.estimate, interval.low, interval.high)]
+
+    overall = score_intervals(arrays, level=level, seed=seed)
+    names = {
+        "SSS": "RR (SSS)",
+        "SSU": "ASR SSU",
+        "USU": "ASR USU",
+        "UUU": "ASR UUU",
+        "SUU": "ASR SUU",
+        "mASR": "mASR (macro)",
+    }
+    return {
+        "level": level,
+        "overall": {names[k]: fmt(v) for k, v in overall.items() if k in names},
+        "per_category": {
+            cat: {k: fmt(v) for k, v in metrics.items()}
+            for cat, metrics in category_intervals(arrays, level=level, seed=seed).items()
+        },
+    }

@@ -1,0 +1,97 @@
+"""Leaderboard LaTeX/HTML/--compare, score/leaderboard --ci and agreement from verdicts."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from holisafe_bench.cli.main import app
+from holisafe_bench.paths import ResultsLayout
+from holisafe_bench.records import VerdictRecord
+from holisafe_bench.store import RecordStore
+from holisafe_bench.taxonomy import TYPES
+
+runner = CliRunner()
+# Violation probability per model (the same for every type): lower is safer.
+MODELS = {"llava-v1.5-7b": 0.8, "gpt-4o": 0.4, "safellava-7b": 0.1}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    layout = ResultsLayout(root)
+    for model, p in MODELS.items():
+        rng = random.Random(model)
+        for judge, noise in (("string-match", 0.0), ("gpt4o", 0.1)):
+            with RecordStore(layout.verdicts(model, judge), VerdictRecord).writer() as w:
+                for i in range(500):
+                    t = TYPES[i % 5]
+                    violates = rng.random() < (p if t != "SSS" else 0.05)
+                    if rng.random() < noise:
+                        violates = not violates
+                    w.write(
+                        VerdictRecord(
+                            sample_id=i,
+                            model=model,
+                            judge=judge,
+                            type=t,
+                            category="hate",
+                            subcategory="race",
+                            follows=not violates,
+                        )
+                    )
+    return root
+
+
+def _ok(args):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_latex_has_booktabs_groups_bold_best_and_underlined_second(results):
+    text = _ok(["leaderboard", "--format", "latex", "--out", str(results)])
+    assert r"\toprule" in text and r"\bottomrule" in text
+    assert text.index("Open-weight") < text.index("Closed") < text.index("Safety-tuned")
+    safest = next(line for line in text.splitlines() if line.startswith("SafeLLaVA-7B"))
+    middle = next(line for line in text.splitlines() if line.startswith("GPT-4o"))
+    # mASR column (second to last): SafeLLaVA best (bold), GPT-4o second (underlined).
+    assert safest.split(" & ")[-2].startswith(r"\textbf{")
+    assert middle.split(" & ")[-2].startswith(r"\underline{")
+
+
+def test_html_is_self_contained_and_escapes(results):
+    text = _ok(["leaderboard", "--format", "html", "--out", str(results)])
+    assert "<script>" in text and "http" not in text.split("<body>")[1]
+    assert 'class="sortable"' in text and "SafeLLaVA-7B" in text
+
+
+def test_compare_against_a_reference_table(results, tmp_path):
+    reference = tmp_path / "ref.csv"
+    reference.write_text(
+        "Model,S_IS_T→S↑,S_IS_T→U↓,U_IS_T↓,U_IU_T↓,S_IU_T↓,mASR↓,RR↓\n"
+        "GPT-4o,100.0,0.0,0.0,0.0,0.0,0.0,0.0\n"
+    )
+    text = _ok(
+        ["leaderboard", "--compare", str(reference), "--format", "csv", "--out", str(results)]
+    )
+    row = next(line for line in text.splitlines() if line.startswith("GPT-4o,mASR↓"))
+    ours, ref, delta = row.split(",")[2:]
+    assert ref == "0.0" and float(delta) == pytest.approx(float(ours), abs=0.05)
+    assert "SafeLLaVA-7B,mASR↓" in text and text.count("n/a") >= 7  # not in the reference
+
+
+def test_score_ci_and_leaderboard_rank_intervals(results):
+    text = _ok(["score", "--model", "gpt-4o", "--ci", "0.95", "--out", str(results)])
+    assert "95%" in text and "mASR" in text
+    text = _ok(["leaderboard", "--ci", "0.95", "--format", "md", "--out", str(results)])
+    assert "rank by mASR" in text
+
+
+def test_agreement_from_verdict_files(results):
+    text = _ok(["agreement", "--out", str(results), "--top", "3"])
+    assert "Spearman" in text and "Cohen gpt4o vs string-match" in text
+    assert "gpt4o vs string-match" in text and "disagree" in text
