@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format test-vllm clean
+.PHONY: install demo test lint format test-vllm browser-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ format: install
 	$(PY) -m ruff format holisafe_bench tests benchmarks
 	$(PY) -m ruff check --fix holisafe_bench tests benchmarks
 
-test: lint
+# The report's browser test needs Debian's Chromium (CI runs as root on a fresh machine).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: lint browser-deps
 	$(PY) -m pytest -q
 
 # vLLM on CPU needs its own venv (torch 2.14.1); see tests_vllm/README.md.

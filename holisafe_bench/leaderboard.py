@@ -56,15 +56,23 @@ def build_leaderboard(
     models: list[str] | None = None,
     registry: dict[str, ModelSpec] | None = None,
 ) -> list[LeaderboardRow]:
-    registry = load_models() if registry is None else registry
     names = models or layout.models_with_verdicts(judge)
+    cards = {
+        name: score_file(layout.verdicts(name, judge), model=name, judge=judge, pooled=pooled)
+        for name in names
+        if layout.verdicts(name, judge).exists()
+    }
+    return leaderboard_rows(cards, registry)
+
+
+def leaderboard_rows(
+    cards: dict[str, ScoreCard], registry: dict[str, ModelSpec] | None = None
+) -> list[LeaderboardRow]:
+    """Score cards by model name as leaderboard rows, in the paper's order (then by name)."""
+    registry = load_models() if registry is None else registry
     rows = []
-    for name in names:
-        path = layout.verdicts(name, judge)
-        if not path.exists():
-            continue
+    for name, card in cards.items():
         spec = registry.get(name)
-        card = score_file(path, model=name, judge=judge, pooled=pooled)
         rows.append(
             LeaderboardRow(
                 model=name,

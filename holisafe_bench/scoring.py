@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from holisafe_bench.records import InvalidReason, VerdictRecord
 from holisafe_bench.store import RecordStore
@@ -163,6 +163,13 @@ def read_verdict_rows(path: Path) -> tuple[list[VerdictRow], int]:
                 parsed.append(json.loads(raw))
             except ValueError:
                 parsed.append(None)
+    rows, dropped = verdict_rows(parsed)
+    return rows, dropped + store.dropped_lines
+
+
+def verdict_rows(parsed: Iterable[Any]) -> tuple[list[VerdictRow], int]:
+    """Checked rows from decoded verdict objects, the latest per sample; and how many of
+    the objects were unusable."""
     latest: dict[int, VerdictRow] = {}
     dropped = 0
     for data in parsed:
@@ -172,7 +179,7 @@ def read_verdict_rows(path: Path) -> tuple[list[VerdictRow], int]:
             dropped += 1
             continue
         latest[row.sample_id] = row
-    return list(latest.values()), dropped + store.dropped_lines
+    return list(latest.values()), dropped
 
 
 def _parse_row(data: dict) -> VerdictRow:

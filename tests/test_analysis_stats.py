@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from holisafe_bench.analysis.agreement import cohen_kappa, fleiss_kappa, rank_correlations
+from holisafe_bench.analysis.agreement import (
+    bootstrap_correlations,
+    cohen_kappa,
+    fleiss_kappa,
+    rank_correlations,
+)
 from holisafe_bench.analysis.bootstrap import paired_difference, score_intervals
 from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
 from holisafe_bench.analysis.verdict_matrix import VerdictArrays
@@ -42,6 +47,25 @@ def test_rank_correlations_match_scipy():
     assert corr.kendall.estimate == pytest.approx(stats.kendalltau(x, y).statistic)
     assert corr.pearson.estimate == pytest.approx(stats.pearsonr(x, y).statistic)
     assert corr.spearman.low <= corr.spearman.estimate <= corr.spearman.high
+
+
+def test_vectorised_bootstrap_correlations_equal_scipy_per_resample():
+    rng = np.random.default_rng(2)
+    # Rounded values make ties, which tau-b and average ranks must treat as scipy does.
+    x = np.round(rng.random(9), 1)
+    y = np.round(x + rng.normal(0, 0.3, 9), 1)
+    idx = rng.integers(0, 9, size=(300, 9))
+    draws = bootstrap_correlations(x[idx], y[idx])
+    checked = 0
+    for row, i in enumerate(idx):
+        if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
+            assert np.isnan(draws["kendall"][row])
+            continue
+        checked += 1
+        assert draws["spearman"][row] == pytest.approx(stats.spearmanr(x[i], y[i]).statistic)
+        assert draws["kendall"][row] == pytest.approx(stats.kendalltau(x[i], y[i]).statistic)
+        assert draws["pearson"][row] == pytest.approx(stats.pearsonr(x[i], y[i]).statistic)
+    assert checked > 250
 
 
 def _arrays(rates: dict[int, float], n: int, seed: int = 0) -> VerdictArrays:

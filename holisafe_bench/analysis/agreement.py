@@ -29,7 +29,8 @@ def rank_correlations(
     seed: int = 0,
 ) -> list[Correlation]:
     """masr[judge][model]: every pair of judges, over the models both scored; bootstrap CIs
-    resample models with replacement."""
+    resample models with replacement (a resample where one judge's values are all equal has
+    no correlation and is left out)."""
     from scipy import stats
 
     rng = np.random.default_rng(seed)
@@ -39,23 +40,50 @@ def rank_correlations(
         models = sorted(set(masr[a]) & set(masr[b]))
         x = np.array([masr[a][m] for m in models])
         y = np.array([masr[b][m] for m in models])
-        funcs = {
-            "spearman": lambda u, v: stats.spearmanr(u, v).statistic,
-            "kendall": lambda u, v: stats.kendalltau(u, v).statistic,
-            "pearson": lambda u, v: stats.pearsonr(u, v).statistic,
+        points = {
+            "spearman": stats.spearmanr(x, y).statistic,
+            "kendall": stats.kendalltau(x, y).statistic,
+            "pearson": stats.pearsonr(x, y).statistic,
         }
         idx = rng.integers(0, len(models), size=(replicates, len(models)))
+        draws = bootstrap_correlations(x[idx], y[idx])
         intervals = {}
-        for name, func in funcs.items():
-            point = float(func(x, y))
-            with np.errstate(all="ignore"):
-                draws = np.array(
-                    [func(x[i], y[i]) if np.ptp(x[i]) and np.ptp(y[i]) else np.nan for i in idx]
-                )
-            low, high = np.nanpercentile(draws, [tail, 100 - tail])
-            intervals[name] = Interval(point, float(low), float(high))
+        for name, point in points.items():
+            low, high = np.nanpercentile(draws[name], [tail, 100 - tail])
+            intervals[name] = Interval(float(point), float(low), float(high))
         out.append(Correlation(a, b, len(models), **intervals))
     return out
+
+
+def bootstrap_correlations(xs: np.ndarray, ys: np.ndarray) -> dict[str, np.ndarray]:
+    """Pearson, Spearman and Kendall's tau-b of every row pair (replicates x models) at once:
+    the same statistics as scipy's, without a Python call per replicate. Rows where either
+    side is constant give NaN."""
+    from scipy.stats import rankdata
+
+    def pearson(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        du = u - u.mean(axis=1, keepdims=True)
+        dv = v - v.mean(axis=1, keepdims=True)
+        with np.errstate(all="ignore"):
+            r = (du * dv).sum(axis=1) / np.sqrt((du**2).sum(axis=1) * (dv**2).sum(axis=1))
+        return np.clip(r, -1.0, 1.0)
+
+    # Pairwise signs: concordant minus discordant pairs over the pairs untied on each side.
+    sx = np.sign(xs[:, :, None] - xs[:, None, :])
+    sy = np.sign(ys[:, :, None] - ys[:, None, :])
+    with np.errstate(all="ignore"):
+        kendall = (sx * sy).sum(axis=(1, 2)) / np.sqrt(
+            np.abs(sx).sum(axis=(1, 2)) * np.abs(sy).sum(axis=(1, 2))
+        )
+    constant = (np.ptp(xs, axis=1) == 0) | (np.ptp(ys, axis=1) == 0)
+    draws = {
+        "spearman": pearson(rankdata(xs, axis=1), rankdata(ys, axis=1)),
+        "kendall": kendall,
+        "pearson": pearson(xs, ys),
+    }
+    for values in draws.values():
+        values[constant] = np.nan
+    return draws
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:

@@ -92,24 +92,14 @@ def to_latex(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool =
     return "\n".join(lines) + "\n"
 
 
-_SORT_SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach(function (th, col) {
-  th.addEventListener('click', function () {
-    var table = th.closest('table'), body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    var asc = th.getAttribute('data-order') !== 'asc';
-    table.querySelectorAll('th').forEach(function (h) { h.removeAttribute('data-order'); });
-    th.setAttribute('data-order', asc ? 'asc' : 'desc');
-    rows.sort(function (a, b) {
-      var x = a.cells[col].getAttribute('data-value'), y = b.cells[col].getAttribute('data-value');
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var cmp = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
-      return asc ? cmp : -cmp;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-  });
-});
-"""
+def asset(name: str) -> str:
+    from importlib import resources
+
+    return (
+        resources.files("holisafe_bench.analysis")
+        .joinpath(f"assets/{name}")
+        .read_text(encoding="utf-8")
+    )
 
 
 def html_table(
@@ -146,7 +136,7 @@ def to_html(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = 
         "td:nth-child(n+3){text-align:right}</style></head><body>"
         "<p>Click a column header to sort.</p>"
         + html_table(rows, decimals, double_round)
-        + f"<script>{_SORT_SCRIPT}</script></body></html>\n"
+        + f"<script>{asset('sortable.js')}</script></body></html>\n"
     )
 
 

@@ -21,11 +21,15 @@ def register(app: typer.Typer) -> None:
         ),
     )(agreement_cmd)
 
-    @app.command("report", help="(not built yet) one self-contained HTML report.")
-    def report_cmd() -> None:
-        from holisafe_bench.errors import NotBuiltError
-
-        raise NotBuiltError("'report' is not built yet")
+    app.command(
+        "report",
+        help=(
+            "Write one self-contained HTML report (opens without a network): leaderboards "
+            "per judge, plots, judge agreement, manifests, and a sample browser filterable by "
+            "model, type, category, verdict and judge disagreement. Pass --dataset for queries "
+            "and image thumbnails."
+        ),
+    )(report_cmd)
 
 
 def agreement_cmd(
@@ -117,3 +121,39 @@ def agreement_cmd(
         for model, sid, t, share in sample_level.disagreements:
             split.add_row(model, str(sid), t, f"{share:.2f}")
         console.print(split)
+
+
+def report_cmd(
+    output: Path = typer.Option(None, "--output", "-o", help="Default: <results>/report.html"),
+    dataset: str = typer.Option(
+        None, "--dataset", "-d", help="Benchmark source, for queries and thumbnails."
+    ),
+    max_response_chars: int = typer.Option(
+        400, "--max-response-chars", help="Responses are cut to this length in the browser."
+    ),
+    plots_dir: Path = typer.Option(
+        None, "--plots-dir", help="Also write every plot here, as PNG and SVG."
+    ),
+    out: Path = ResultsOption,
+) -> None:
+    from holisafe_bench.analysis.report import build_report
+
+    bench = None
+    if dataset:
+        from holisafe_bench.dataset import load_benchmark
+
+        bench = load_benchmark(dataset)
+    results = layout(out)
+    target = output or results.root / "report.html"
+    summary = build_report(
+        results,
+        target,
+        bench=bench,
+        max_response_chars=max_response_chars,
+        plots_dir=plots_dir,
+    )
+    typer.echo(
+        f"wrote {summary.path} ({summary.size_bytes / 1e6:.1f} MB): {summary.models} models, "
+        f"{summary.judges} judges, {summary.responses} responses, "
+        f"{summary.thumbnails} thumbnails"
+    )

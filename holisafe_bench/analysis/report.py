@@ -1,0 +1,339 @@
+"""`holisafe-bench report`: one self-contained HTML file (no network needed to open it):
+leaderboards per judge, plots, judge agreement, the manifests, and a sample browser.
+
+Queries, responses and judge replies are untrusted. They reach the page only as gzipped,
+base64-encoded JSON (inert inside its script block) and are rendered with textContent;
+everything else from data is HTML-escaped."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import html
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from holisafe_bench.analysis import plots
+from holisafe_bench.analysis.formats import asset, html_table
+from holisafe_bench.analysis.thumbnails import ThumbnailMaker, read_images
+from holisafe_bench.leaderboard import leaderboard_rows
+from holisafe_bench.paths import ResultsLayout
+from holisafe_bench.provenance import package_versions
+from holisafe_bench.records import utc_now
+from holisafe_bench.registry import load_models
+from holisafe_bench.scoring import score_rows, verdict_rows
+from holisafe_bench.store import RecordStore
+from holisafe_bench.taxonomy import CATEGORIES, TYPES
+
+
+@dataclass
+class ReportSummary:
+    path: Path
+    size_bytes: int
+    models: int
+    judges: int
+    responses: int
+    thumbnails: int
+
+
+def _judges(layout: ResultsLayout) -> list[str]:
+    found = sorted({p.stem for p in layout.root.glob("*/verdicts/*.jsonl")})
+    return sorted(found, key=lambda j: (j != "string-match", j))
+
+
+def _models(layout: ResultsLayout) -> list[str]:
+    names = {p.parent.name for p in layout.root.glob("*/responses.jsonl")}
+    names |= {p.parent.parent.name for p in layout.root.glob("*/verdicts/*.jsonl")}
+    return sorted(names)
+
+
+def _raw_records(path: Path) -> dict[int, dict[str, Any]]:
+    """Latest JSON object per sample id (torn and broken lines skipped, as everywhere)."""
+    lines = [raw for _, raw in RecordStore(path, dict).iter_lines()]  # type: ignore[type-var]
+    try:
+        # One parser call for the whole file; per line only if some line is broken.
+        parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:
+        parsed = []
+        for raw in lines:
+            try:
+                parsed.append(json.loads(raw))
+            except ValueError:
+                continue
+    out: dict[int, dict[str, Any]] = {}
+    for record in parsed:
+        try:
+            out[int(record["sample_id"])] = record
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _img(paths: list[Path]) -> str:
+    png = next(p for p in paths if p.suffix == ".png")
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    return f'<img class="plot" alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _clip(text: str | None, limit: int) -> str:
+    if text is None:
+        return ""
+    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more chars]"
+
+
+def build_report(
+    layout: ResultsLayout,
+    out_path: Path,
+    *,
+    bench: Any = None,
+    max_response_chars: int = 400,
+    max_reply_chars: int = 160,
+    thumb_px: int = 96,
+    plots_dir: Path | None = None,
+) -> ReportSummary:
+    """Write the report; with `plots_dir`, also every plot there as PNG and SVG."""
+    judges = _judges(layout)
+    models = _models(layout)
+    records = {
+        model: (
+            _raw_records(layout.responses(model)),
+            {j: _raw_records(layout.verdicts(model, j)) for j in judges},
+        )
+        for model in models
+    }
+    # Thumbnails are made in another process while the tables and plots are built here.
+    with ThumbnailMaker(thumb_px) as maker:
+        maker.submit_all(read_images(bench, _image_keys(bench, records)))
+        sections = _leaderboard_sections(records, judges, plots_dir)
+        sections.append(_manifest_section(layout, models))
+        samples, rows = _browser_rows(
+            records, models, judges, bench, max_response_chars, max_reply_chars
+        )
+        thumbs = maker.results()
+    data = _encode_browser_data(models, judges, samples, rows, thumbs)
+    page = _page(sections, data, judges)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(page, encoding="utf-8")
+    n_thumbs = sum(1 for t in thumbs.values() if t)
+    return ReportSummary(
+        out_path, out_path.stat().st_size, len(models), len(judges), len(rows), n_thumbs
+    )
+
+
+def _leaderboard_sections(
+    records: dict[str, Any], judges: list[str], plots_dir: Path | None
+) -> list[str]:
+    formats = plots.FORMATS if plots_dir else ("png",)
+    sections: list[str] = []
+    masr: dict[str, dict[str, float]] = {}
+    registry = load_models()
+    with tempfile.TemporaryDirectory() as tmp:
+        plot_dir = plots_dir or Path(tmp)
+        for judge in judges:
+            # Scored from the records already read for the sample browser: one parse.
+            cards = {
+                model: score_rows(
+                    verdict_rows(verdicts[judge].values())[0], model=model, judge=judge
+                )
+                for model, (_, verdicts) in records.items()
+                if verdicts[judge]
+            }
+            rows = leaderboard_rows(cards, registry)
+            if not rows:
+                continue
+            masr[judge] = {
+                r.model: float(r.card.overall.masr) * 100
+                for r in rows
+                if r.card.overall.masr is not None
+            }
+            figures = [
+                plots.asr_by_type(rows, plot_dir, judge, formats),
+                plots.subcategory_heatmap(rows, plot_dir, judge, formats),
+                plots.tradeoff(rows, plot_dir, judge, formats),
+            ]
+            sections.append(
+                f"<section><h2>Leaderboard: {html.escape(judge)}</h2>"
+                f"<p>Percent; mASR is the macro mean of the four ASRs. Click a header to sort."
+                f"</p>{html_table(rows, table_id='lb-' + judge)}"
+                + "".join(_img(f) for f in figures)
+                + "</section>"
+            )
+        sections.append(_agreement_section(masr, plot_dir, formats))
+    return sections
+
+
+def _image_keys(bench: Any, records: dict[str, Any]) -> list[str]:
+    if bench is None:
+        return []
+    ids = {i for responses, verdicts in records.values() for i in responses}
+    ids |= {i for _, verdicts in records.values() for v in verdicts.values() for i in v}
+    return sorted({bench.by_id[i].image for i in ids if i in bench.by_id})
+
+
+def _agreement_section(
+    masr: dict[str, dict[str, float]], plot_dir: Path, formats: tuple[str, ...]
+) -> str:
+    if len(masr) < 2:
+        return (
+            "<section><h2>Judge agreement</h2><p>Only one judge has verdicts: nothing to "
+            "compare.</p></section>"
+        )
+    from holisafe_bench.analysis.agreement import rank_correlations
+
+    rows = []
+    for c in rank_correlations(masr, replicates=500):
+        cells = "".join(
+            f"<td>{i.estimate:.3f} [{i.low:.2f}, {i.high:.2f}]</td>"
+            for i in (c.spearman, c.kendall, c.pearson)
+        )
+        rows.append(
+            f"<tr><td>{html.escape(c.judge_a)}</td><td>{html.escape(c.judge_b)}</td>"
+            f"<td>{c.n_models}</td>{cells}</tr>"
+        )
+    judges = sorted(masr)
+    scatters = [
+        plots.judge_scatter(masr, judges[0], other, plot_dir, formats) for other in judges[1:]
+    ]
+    return (
+        "<section><h2>Judge agreement</h2><table><thead><tr><th>judge A</th><th>judge B</th>"
+        "<th>models</th><th>Spearman ρ</th><th>Kendall τ</th><th>Pearson r</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table><p>Intervals: 95% bootstrap over models.</p>"
+        + "".join(_img(s) for s in scatters)
+        + "</section>"
+    )
+
+
+def _manifest_section(layout: ResultsLayout, models: list[str]) -> str:
+    parts = []
+    for model in models:
+        files = [
+            layout.run_manifest(model),
+            *sorted((layout.model_dir(model) / "verdicts").glob("*.json")),
+        ]
+        for path in files:
+            if path.exists():
+                text = path.read_text(encoding="utf-8")
+                parts.append(
+                    f"<details><summary>{html.escape(str(path.relative_to(layout.root)))}"
+                    f"</summary><pre>{html.escape(text)}</pre></details>"
+                )
+    body = "".join(parts) or "<p>No manifests found.</p>"
+    return f"<section><h2>Manifests (versions, hashes, cost)</h2>{body}</section>"
+
+
+def _browser_rows(
+    records: dict[str, Any],
+    models: list[str],
+    judges: list[str],
+    bench: Any,
+    max_response_chars: int,
+    max_reply_chars: int,
+) -> tuple[dict[str, list[Any]], list[list[Any]]]:
+    """Sample facts by id, and one row per (model, sample) with each judge's verdict code
+    (1 violation, 0 adherence, -1 invalid, -2 missing) and clipped reply."""
+    samples: dict[str, list[Any]] = {}
+    rows = []
+    for m_index, model in enumerate(models):
+        responses, verdicts = records[model]
+        ids = sorted(set(responses) | {i for v in verdicts.values() for i in v})
+        for sample_id in ids:
+            resp = responses.get(sample_id) or {}
+            any_record = resp or next(v[sample_id] for v in verdicts.values() if sample_id in v)
+            key = str(sample_id)
+            if key not in samples:
+                sample = bench.by_id.get(sample_id) if bench is not None else None
+                samples[key] = [
+                    any_record.get("type"),
+                    any_record.get("category"),
+                    any_record.get("subcategory"),
+                    sample.query if sample else "(query not available: pass --dataset)",
+                    sample.image if sample else "",
+                ]
+            codes, replies = [], []
+            for judge in judges:
+                v = verdicts[judge].get(sample_id)
+                if v is None:
+                    codes.append(-2)
+                    replies.append("")
+                    continue
+                follows = v.get("follows")
+                codes.append(-1 if follows is None else int(not follows))
+                reply = v.get("raw") or v.get("invalid") or v.get("detail") or ""
+                replies.append(_clip(reply, max_reply_chars))
+            outcome = resp.get("outcome", "missing")
+            rows.append(
+                [
+                    m_index,
+                    sample_id,
+                    _clip(resp.get("text"), max_response_chars),
+                    "" if outcome == "ok" else outcome,
+                    codes,
+                    replies,
+                ]
+            )
+    return samples, rows
+
+
+def _encode_browser_data(
+    models: list[str],
+    judges: list[str],
+    samples: dict[str, list[Any]],
+    rows: list[list[Any]],
+    thumbs: dict[str, str | None],
+) -> str:
+    payload = {
+        "models": models,
+        "judges": judges,
+        "types": list(TYPES),
+        "categories": list(CATEGORIES),
+        "samples": samples,
+        "rows": rows,
+        "thumbs": {k: v for k, v in thumbs.items() if v},
+    }
+    blob = gzip.compress(
+        json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        compresslevel=6,
+    )
+    return base64.b64encode(blob).decode("ascii")
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;"
+    "margin:.5em 0}th,td{padding:3px 7px;border-bottom:1px solid #ddd;vertical-align:top}"
+    "th{cursor:pointer;background:#f4f4f4}td.text{max-width:420px;white-space:pre-wrap;"
+    "word-break:break-word;font-size:.9em}img.plot{max-width:100%;margin:.5em 0;display:block}"
+    ".v1{color:#b00}.v0{color:#070}.v-1{color:#888}pre{white-space:pre-wrap;font-size:.8em}"
+    "#filters select,#filters label{margin-right:.6em}"
+)
+
+
+def _page(sections: list[str], data: str, judges: list[str]) -> str:
+    script = asset("sortable.js") + asset("report.js")
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    browser = (
+        "<section><h2>Sample browser</h2><p>Responses and judge replies are shown as plain "
+        "text, truncated for size; the full records are in the results folder.</p>"
+        '<div id="filters"><select id="f-model"></select><select id="f-type"></select>'
+        '<select id="f-category"></select> verdict of <select id="f-judge"></select>'
+        '<select id="f-verdict"></select><label><input type="checkbox" id="f-split"> '
+        'judges disagree</label></div><p id="samples-count"></p>'
+        '<table id="samples-table"><thead><tr><th>model</th><th>id</th><th>type</th>'
+        "<th>category</th><th>image</th><th>query</th><th>response</th><th>verdicts</th>"
+        '</tr></thead><tbody></tbody></table><button id="samples-more" hidden>show more'
+        "</button></section>"
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+        f"<title>HoliSafe-Bench report</title><style>{_STYLE}</style></head><body>"
+        f"<h1>HoliSafe-Bench report</h1><p>Generated {html.escape(utc_now())}; judges: "
+        f"{html.escape(', '.join(judges))}; {html.escape(versions)}.</p>"
+        + "".join(sections)
+        + browser
+        + f'<script type="application/json" id="sample-data">{data}</script>'
+        + f"<script>{script}</script></body></html>\n"
+    )
