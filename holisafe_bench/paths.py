@@ -37,6 +37,10 @@ class ResultsLayout:
     def judge_manifest(self, model: str, judge: str) -> Path:
         return self.model_dir(model) / "verdicts" / f"{judge}.json"
 
+    def batch_ledger(self, model: str, judge: str) -> Path:
+        """Vendor batch jobs submitted for these verdicts (so a re-run polls, not re-pays)."""
+        return self.model_dir(model) / "batches" / f"{judge}.jsonl"
+
     def judge_cache(self) -> Path:
         return self.root / ".cache" / "judge_cache.sqlite"
 
@@ -52,3 +56,9 @@ class ResultsLayout:
         if not self.root.exists():
             return []
         return sorted(p.parent.parent.name for p in self.root.glob(f"*/verdicts/{judge}.jsonl"))
+
+    def judges_with_verdicts(self) -> list[str]:
+        return sorted({p.stem for p in self.root.glob("*/verdicts/*.jsonl")})
+
+    def models_with_any_verdicts(self) -> list[str]:
+        return sorted({p.parent.parent.name for p in self.root.glob("*/verdicts/*.jsonl")})

@@ -8,14 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from holisafe_bench.cli.main import app
-from holisafe_bench.dataset.synthetic import write_synthetic
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.judging.parser import parse_label
 from holisafe_bench.judging.template import load_template
+from tests.conftest import KEY
 from tests.fakes.server import FakeResponse
 from tests.fakes.vendors import anthropic_server, openai_completion, openai_server
 
-KEY = "sk-judge-SECRET-abcdef0123"
 runner = CliRunner()
 
 
@@ -43,22 +42,6 @@ def test_templates_need_all_three_placeholders(tmp_path):
     good = load_template("default.txt")
     text = good.render(query="Q {x}", safety_label="unsafe", response="R")
     assert "Q {x}" in text and "unsafe" in text and "R" in text
-
-
-@pytest.fixture()
-def setup(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    data = write_synthetic(tmp_path / "data", per_cell=1)
-    model = tmp_path / "kw.toml"
-    model.write_text(
-        'name = "kw"\ndisplay_name = "KW"\ngroup = "open-weight"\nprovider = "baseline"\n'
-        'checkpoint = "baseline-keyword"\ncheckpoint_note = "test"\n'
-    )
-    out = tmp_path / "results"
-    res = runner.invoke(app, ["run", "--model", str(model), "-d", str(data), "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return data, out
 
 
 def _reply_by_text(prompt_marker: str = "<label>True</label>"):
@@ -92,8 +75,8 @@ def _verdicts(out):
     return latest
 
 
-def test_judging_with_faults_every_sample_ends_valid_or_invalid_with_a_reason(setup):
-    data, out = setup
+def test_judging_with_faults_every_sample_ends_valid_or_invalid_with_a_reason(kw_run):
+    data, out = kw_run
     server = openai_server(reply=lambda text: "<label>True</label>").start()
     try:
         server.inject(
@@ -137,8 +120,8 @@ def test_judging_with_faults_every_sample_ends_valid_or_invalid_with_a_reason(se
             assert KEY.encode() not in path.read_bytes(), path
 
 
-def test_dry_run_estimates_and_calls_nothing(setup):
-    data, out = setup
+def test_dry_run_estimates_and_calls_nothing(kw_run):
+    data, out = kw_run
     server = openai_server().start()
     try:
         res = _judge(out, data, server.base_url, "--dry-run")
@@ -150,8 +133,8 @@ def test_dry_run_estimates_and_calls_nothing(setup):
         server.stop()
 
 
-def test_max_cost_stops_cleanly_and_max_invalid_fails_the_run(setup):
-    data, out = setup
+def test_max_cost_stops_cleanly_and_max_invalid_fails_the_run(kw_run):
+    data, out = kw_run
     server = openai_server(reply=lambda text: "<label>False</label>").start()
     try:
         res = _judge(out, data, server.base_url, "--concurrency", "1", "--max-cost", "0.0002")
@@ -166,8 +149,8 @@ def test_max_cost_stops_cleanly_and_max_invalid_fails_the_run(setup):
         server.stop()
 
 
-def test_blocked_model_responses_are_refusals_without_a_judge_call(setup, tmp_path):
-    data, out = setup
+def test_blocked_model_responses_are_refusals_without_a_judge_call(kw_run, tmp_path):
+    data, out = kw_run
     path = out / "kw" / "responses.jsonl"
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     for rec in lines[:10]:

@@ -40,14 +40,12 @@ class ReportSummary:
 
 
 def _judges(layout: ResultsLayout) -> list[str]:
-    found = sorted({p.stem for p in layout.root.glob("*/verdicts/*.jsonl")})
+    found = layout.judges_with_verdicts()
     return sorted(found, key=lambda j: (j != "string-match", j))
 
 
 def _models(layout: ResultsLayout) -> list[str]:
-    names = {p.parent.name for p in layout.root.glob("*/responses.jsonl")}
-    names |= {p.parent.parent.name for p in layout.root.glob("*/verdicts/*.jsonl")}
-    return sorted(names)
+    return sorted(set(layout.models_with_responses()) | set(layout.models_with_any_verdicts()))
 
 
 def _raw_records(path: Path) -> dict[int, dict[str, Any]]:

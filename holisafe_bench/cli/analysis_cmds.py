@@ -63,11 +63,8 @@ def agreement_cmd(
         from holisafe_bench.scoring import score_file
 
         results = layout(out)
-        found = sorted({p.stem for p in results.root.glob("*/verdicts/*.jsonl")})
-        judge_list = split_csv(judges) or found
-        model_list = split_csv(models) or sorted(
-            {p.parent.parent.name for p in results.root.glob("*/verdicts/*.jsonl")}
-        )
+        judge_list = split_csv(judges) or results.judges_with_verdicts()
+        model_list = split_csv(models) or results.models_with_any_verdicts()
         masr = {}
         for judge in judge_list:
             masr[judge] = {}

@@ -41,7 +41,18 @@ def judge_cmd(
         help="A provider-blocked response counts as a refusal (default) or as invalid.",
     ),
     concurrency: int = typer.Option(None, "--concurrency", help="[LLM] parallel judge calls."),
-    batch: bool = typer.Option(False, "--batch", help="[LLM] use the vendor's batch API."),
+    batch: bool = typer.Option(
+        False,
+        "--batch",
+        help="[LLM] use the vendor's batch API (OpenAI, Anthropic, Gemini): batch prices, "
+        "results within a day. Jobs go into a ledger, so a re-run polls them, never resubmits.",
+    ),
+    batch_poll: float = typer.Option(
+        30.0, "--batch-poll", help="[LLM] seconds between polls of open batch jobs."
+    ),
+    batch_no_wait: bool = typer.Option(
+        False, "--batch-no-wait", help="[LLM] submit the batch jobs and return; re-run to collect."
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="[LLM] print calls, estimated tokens and cost; call nothing."
     ),
@@ -80,6 +91,8 @@ def judge_cmd(
         max_invalid=max_invalid,
         concurrency=concurrency,
         batch=batch,
+        batch_poll_seconds=batch_poll,
+        batch_no_wait=batch_no_wait,
         dry_run=dry_run,
         max_cost=max_cost,
         prompt_file=prompt_file,

@@ -10,7 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
-from holisafe_bench.errors import HolisafeError, NotBuiltError
+from holisafe_bench.errors import HolisafeError
+from holisafe_bench.judging.batch_run import BatchOutcome, run_batch_judge
 from holisafe_bench.judging.cache import CachedVerdict, VerdictCache, cache_key
 from holisafe_bench.judging.options import JudgeOptions
 from holisafe_bench.judging.parser import PARSER_NAME, parse_label
@@ -128,8 +129,6 @@ def run_llm_judge(
     options: JudgeOptions,
     todo: list[ResponseRecord],
 ) -> JudgeSummary:
-    if options.batch:
-        raise NotBuiltError("--batch (vendor batch APIs) is not built yet; run without --batch")
     if not judge.provider or not judge.model:
         raise HolisafeError(f"{judge.source_file}: an llm judge needs provider and model")
     console = Console(stderr=True, soft_wrap=True)
@@ -218,7 +217,19 @@ def run_llm_judge(
         with store.writer(overwrite=options.overwrite) as writer:
             for verdict in immediate + cached:
                 writer.write(verdict)
-            if pending:
+            if pending and options.batch:
+                outcome = _batch_judge(
+                    judge, model_id, options, pending, writer, cache, console, layout, model
+                )
+                summary.cost_usd = outcome.spent_usd
+                summary.manifest_extra.update(
+                    {
+                        "batch_api": True,
+                        "batch_jobs_submitted": outcome.submitted_jobs,
+                        "batch_jobs_resumed": outcome.resumed_jobs,
+                    }
+                )
+            elif pending:
                 summary.cost_usd = _call_judge(
                     judge, model_id, options, pending, writer, cache, console
                 )
@@ -259,6 +270,52 @@ def _print_estimate(
     )
 
 
+def _judge_api(judge: JudgeSpec, options: JudgeOptions):
+    updates: dict[str, Any] = {}
+    if options.base_url:
+        updates["base_url"] = options.base_url
+    if options.concurrency:
+        updates["concurrency"] = options.concurrency
+    api = judge.api.model_copy(update=updates)
+    if judge.provider == "openai" and judge.name == "open-weight" and not api.base_url:
+        raise HolisafeError("the open-weight judge needs --base-url of an OpenAI-compatible server")
+    return api
+
+
+def _batch_judge(
+    judge: JudgeSpec,
+    model_id: str,
+    options: JudgeOptions,
+    pending: list[PendingCall],
+    writer: Any,
+    cache: VerdictCache | None,
+    console: Console,
+    layout: ResultsLayout,
+    model: str,
+) -> BatchOutcome:
+    from holisafe_bench.judging.batch_ledger import BatchLedger
+    from holisafe_bench.providers.batch_api import create_batch_api
+    from holisafe_bench.providers.factory import create_chat_provider
+
+    if judge.name == "open-weight":
+        raise HolisafeError(
+            "--batch needs a vendor batch API (OpenAI, Anthropic, Gemini); an "
+            "OpenAI-compatible server has none: run the open-weight judge without --batch"
+        )
+    provider = create_chat_provider(judge.provider, model_id, api=_judge_api(judge, options))
+    return run_batch_judge(
+        create_batch_api(provider),
+        BatchLedger(layout.batch_ledger(model, judge.name)),
+        judge=judge,
+        model_id=model_id,
+        options=options,
+        pending=pending,
+        writer=writer,
+        cache=cache,
+        console=console,
+    )
+
+
 def _call_judge(
     judge: JudgeSpec,
     model_id: str,
@@ -272,14 +329,7 @@ def _call_judge(
     from holisafe_bench.providers.retry import RetryPolicy
     from holisafe_bench.providers.runner import run_api_requests
 
-    updates: dict[str, Any] = {}
-    if options.base_url:
-        updates["base_url"] = options.base_url
-    if options.concurrency:
-        updates["concurrency"] = options.concurrency
-    api = judge.api.model_copy(update=updates)
-    if judge.provider == "openai" and judge.name == "open-weight" and not api.base_url:
-        raise HolisafeError("the open-weight judge needs --base-url of an OpenAI-compatible server")
+    api = _judge_api(judge, options)
     provider = create_chat_provider(judge.provider, model_id, api=api)
     by_id = {p.request.id: p for p in pending}
     spent = 0.0

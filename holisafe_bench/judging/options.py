@@ -17,6 +17,8 @@ class JudgeOptions:
     # LLM judges only:
     concurrency: int | None = None
     batch: bool = False
+    batch_poll_seconds: float = 30.0
+    batch_no_wait: bool = False  # submit, record in the ledger, and return; collect later
     dry_run: bool = False
     max_cost: float | None = None
     prompt_file: Path | None = None

@@ -16,6 +16,34 @@ from holisafe_bench.records import Usage
 from holisafe_bench.registry import ApiSettings
 
 
+def message_result(request_id: str, response: Any, latency: float = 0.0) -> ChatResult:
+    """A Messages API reply (live or from a batch) as a result; malformed replies raise."""
+    usage = Usage(
+        input_tokens=response.usage.input_tokens or 0,
+        output_tokens=response.usage.output_tokens or 0,
+    )
+    if response.stop_reason == "refusal":
+        # The API's safety classifiers stopped the reply: a provider block, not text.
+        return ChatResult(
+            id=request_id,
+            outcome="content_filter",
+            finish_reason="refusal",
+            usage=usage,
+            latency_s=latency,
+        )
+    texts = [block.text for block in response.content if getattr(block, "type", "") == "text"]
+    if not texts:
+        raise ProviderCallError("reply without a text block", retryable=False)
+    return ChatResult(
+        id=request_id,
+        outcome="ok",
+        text="".join(texts),
+        finish_reason=response.stop_reason,
+        usage=usage,
+        latency_s=latency,
+    )
+
+
 class AnthropicProvider(ApiProvider):
     provider_name = "anthropic"
 
@@ -74,31 +102,7 @@ class AnthropicProvider(ApiProvider):
             response = await self._clients.next().post("/v1/messages", body=body, cast_to=Message)
         except anthropic.AnthropicError as exc:
             raise from_openai_style(exc, self._key) from None
-        usage = Usage(
-            input_tokens=response.usage.input_tokens or 0,
-            output_tokens=response.usage.output_tokens or 0,
-        )
-        latency = time.monotonic() - started
-        if response.stop_reason == "refusal":
-            # The API's safety classifiers stopped the reply: a provider block, not text.
-            return ChatResult(
-                id=request.id,
-                outcome="content_filter",
-                finish_reason="refusal",
-                usage=usage,
-                latency_s=latency,
-            )
-        texts = [block.text for block in response.content if getattr(block, "type", "") == "text"]
-        if not texts:
-            raise ProviderCallError("reply without a text block", retryable=False)
-        return ChatResult(
-            id=request.id,
-            outcome="ok",
-            text="".join(texts),
-            finish_reason=response.stop_reason,
-            usage=usage,
-            latency_s=latency,
-        )
+        return message_result(request.id, response, time.monotonic() - started)
 
     async def aclose(self) -> None:
         await self._clients.aclose()

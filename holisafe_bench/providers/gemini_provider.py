@@ -19,8 +19,50 @@ BLOCK_FINISH = frozenset(
 )
 
 
-def _enum_name(value: Any) -> str:
+def enum_name(value: Any) -> str:
     return str(getattr(value, "name", value) or "")
+
+
+def generate_result(request_id: str, response: Any, latency: float = 0.0) -> ChatResult:
+    """A generateContent reply (live or from a batch) as a result; malformed replies raise."""
+    meta = response.usage_metadata
+    usage = Usage(
+        input_tokens=(getattr(meta, "prompt_token_count", 0) or 0) if meta else 0,
+        output_tokens=(getattr(meta, "candidates_token_count", 0) or 0) if meta else 0,
+    )
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        return ChatResult(
+            id=request_id,
+            outcome="content_filter",
+            usage=usage,
+            finish_reason=f"prompt_blocked:{enum_name(feedback.block_reason)}",
+            latency_s=latency,
+        )
+    if not response.candidates:
+        raise ProviderCallError("reply without candidates", retryable=False)
+    candidate = response.candidates[0]
+    finish = enum_name(candidate.finish_reason)
+    if finish in BLOCK_FINISH:
+        return ChatResult(
+            id=request_id,
+            outcome="content_filter",
+            finish_reason=finish,
+            usage=usage,
+            latency_s=latency,
+        )
+    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+    text = "".join(p.text for p in parts if getattr(p, "text", None))
+    if not parts:
+        raise ProviderCallError(f"reply without content (finish {finish})", retryable=False)
+    return ChatResult(
+        id=request_id,
+        outcome="ok",
+        text=text,
+        finish_reason=finish,
+        usage=usage,
+        latency_s=latency,
+    )
 
 
 class GeminiProvider(ApiProvider):
@@ -50,7 +92,7 @@ class GeminiProvider(ApiProvider):
             options["base_url"] = self.api.base_url
         return genai.Client(api_key=self._key, http_options=types.HttpOptions(**options))
 
-    def _contents_and_config(self, request: ChatRequest) -> tuple[list[Any], Any]:
+    def contents_and_config(self, request: ChatRequest) -> tuple[list[Any], Any]:
         from google.genai import types
 
         parts: list[Any] = [
@@ -68,7 +110,7 @@ class GeminiProvider(ApiProvider):
     async def call_once(self, request: ChatRequest) -> ChatResult:
         from google.genai import errors
 
-        contents, config = self._contents_and_config(request)
+        contents, config = self.contents_and_config(request)
         started = time.monotonic()
         try:
             response = await self._clients.next().aio.models.generate_content(
@@ -89,45 +131,7 @@ class GeminiProvider(ApiProvider):
                 kind=kind,
                 retryable="Timeout" in name or "Connect" in name,
             ) from None
-        latency = time.monotonic() - started
-        meta = response.usage_metadata
-        usage = Usage(
-            input_tokens=(getattr(meta, "prompt_token_count", 0) or 0) if meta else 0,
-            output_tokens=(getattr(meta, "candidates_token_count", 0) or 0) if meta else 0,
-        )
-        feedback = response.prompt_feedback
-        if feedback is not None and feedback.block_reason:
-            return ChatResult(
-                id=request.id,
-                outcome="content_filter",
-                usage=usage,
-                finish_reason=f"prompt_blocked:{_enum_name(feedback.block_reason)}",
-                latency_s=latency,
-            )
-        if not response.candidates:
-            raise ProviderCallError("reply without candidates", retryable=False)
-        candidate = response.candidates[0]
-        finish = _enum_name(candidate.finish_reason)
-        if finish in BLOCK_FINISH:
-            return ChatResult(
-                id=request.id,
-                outcome="content_filter",
-                finish_reason=finish,
-                usage=usage,
-                latency_s=latency,
-            )
-        parts = candidate.content.parts if candidate.content and candidate.content.parts else []
-        text = "".join(p.text for p in parts if getattr(p, "text", None))
-        if not parts:
-            raise ProviderCallError(f"reply without content (finish {finish})", retryable=False)
-        return ChatResult(
-            id=request.id,
-            outcome="ok",
-            text=text,
-            finish_reason=finish,
-            usage=usage,
-            latency_s=latency,
-        )
+        return generate_result(request.id, response, time.monotonic() - started)
 
     async def aclose(self) -> None:
         await self._clients.aclose()

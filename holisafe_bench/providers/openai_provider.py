@@ -16,7 +16,39 @@ from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Usage
 from holisafe_bench.registry import ApiSettings
 
-_BLOCK_CODES = ("content_policy_violation", "content_filter")
+BLOCK_CODES = ("content_policy_violation", "content_filter")
+
+
+def completion_result(request_id: str, response: Any, latency: float = 0.0) -> ChatResult:
+    """A chat completion (live or from a batch) as a result; malformed replies raise."""
+    if not getattr(response, "choices", None):
+        raise ProviderCallError("reply without choices", retryable=False)
+    choice = response.choices[0]
+    usage = Usage(
+        input_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
+        output_tokens=getattr(response.usage, "completion_tokens", 0) or 0,
+    )
+    if choice.finish_reason == "content_filter":
+        return ChatResult(
+            id=request_id,
+            outcome="content_filter",
+            finish_reason="content_filter",
+            usage=usage,
+            latency_s=latency,
+        )
+    message = choice.message
+    # A model-side refusal message is the model's own answer: kept as text, so judges see it.
+    text = message.content if message.content is not None else getattr(message, "refusal", None)
+    if text is None:
+        raise ProviderCallError("reply without content", retryable=False)
+    return ChatResult(
+        id=request_id,
+        outcome="ok",
+        text=text,
+        finish_reason=choice.finish_reason,
+        usage=usage,
+        latency_s=latency,
+    )
 
 
 def _reasoning_model(model_id: str) -> bool:
@@ -55,7 +87,7 @@ class OpenAIProvider(ApiProvider):
             timeout=self.api.timeout_s,
         )
 
-    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+    def payload(self, request: ChatRequest) -> dict[str, Any]:
         content: list[dict[str, Any]] = [
             {"type": "image_url", "image_url": {"url": data_url(image)}} for image in request.images
         ]
@@ -82,45 +114,17 @@ class OpenAIProvider(ApiProvider):
             from openai.types.chat import ChatCompletion
 
             response = await self._clients.next().post(
-                "/chat/completions", body=self._payload(request), cast_to=ChatCompletion
+                "/chat/completions", body=self.payload(request), cast_to=ChatCompletion
             )
         except openai.BadRequestError as exc:
-            if error_code(exc) in _BLOCK_CODES:
+            if error_code(exc) in BLOCK_CODES:
                 return ChatResult(
                     id=request.id, outcome="content_filter", finish_reason=error_code(exc)
                 )
             raise from_openai_style(exc, self._key) from None
         except openai.OpenAIError as exc:
             raise from_openai_style(exc, self._key) from None
-        latency = time.monotonic() - started
-        if not getattr(response, "choices", None):
-            raise ProviderCallError("reply without choices", retryable=False)
-        choice = response.choices[0]
-        usage = Usage(
-            input_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
-            output_tokens=getattr(response.usage, "completion_tokens", 0) or 0,
-        )
-        if choice.finish_reason == "content_filter":
-            return ChatResult(
-                id=request.id,
-                outcome="content_filter",
-                finish_reason="content_filter",
-                usage=usage,
-                latency_s=latency,
-            )
-        message = choice.message
-        # A model-side refusal message is the model's own answer: kept as text, so judges see it.
-        text = message.content if message.content is not None else getattr(message, "refusal", None)
-        if text is None:
-            raise ProviderCallError("reply without content", retryable=False)
-        return ChatResult(
-            id=request.id,
-            outcome="ok",
-            text=text,
-            finish_reason=choice.finish_reason,
-            usage=usage,
-            latency_s=latency,
-        )
+        return completion_result(request.id, response, time.monotonic() - started)
 
     async def aclose(self) -> None:
         await self._clients.aclose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -18,6 +19,8 @@ from tenacity import (
 
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.types import ChatRequest, ChatResult
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,25 @@ class RetryPolicy:
 
         return wait
 
+    def _retrying(
+        self, before_sleep: Callable[[RetryCallState], None] | None = None
+    ) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_total_seconds),
+            wait=self._wait(),
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderCallError) and e.retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    async def run(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """A control call (a batch submission or poll) under the same policy; the last
+        ProviderCallError is raised when the policy gives up."""
+        async for state in self._retrying():
+            with state:
+                return await operation()
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
     async def call(
         self,
         attempt: Callable[[ChatRequest], Awaitable[ChatResult]],
@@ -55,13 +77,7 @@ class RetryPolicy:
             if on_retry is not None and isinstance(exc, ProviderCallError):
                 on_retry(exc)
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_total_seconds),
-            wait=self._wait(),
-            retry=retry_if_exception(lambda e: isinstance(e, ProviderCallError) and e.retryable),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        retrying = self._retrying(before_sleep)
         try:
             async for state in retrying:
                 with state:
