@@ -18,7 +18,8 @@ from typing import Any
 
 from holisafe_bench.analysis import plots
 from holisafe_bench.analysis.formats import asset, html_table
-from holisafe_bench.analysis.thumbnails import ThumbnailMaker, read_images
+from holisafe_bench.analysis.offload import Offload
+from holisafe_bench.analysis.thumbnails import image_chunks, thumbnails
 from holisafe_bench.leaderboard import leaderboard_rows
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import package_versions
@@ -102,15 +103,22 @@ def build_report(
         )
         for model in models
     }
-    # Thumbnails are made in another process while the tables and plots are built here.
-    with ThumbnailMaker(thumb_px) as maker:
-        maker.submit_all(read_images(bench, _image_keys(bench, records)))
-        sections = _leaderboard_sections(records, judges, plots_dir)
-        sections.append(_manifest_section(layout, models))
+    formats = plots.FORMATS if plots_dir else ("png",)
+    # Thumbnails and plots are made in a helper process while the rest is built here.
+    with Offload() as helper, tempfile.TemporaryDirectory() as tmp:
+        plot_dir = plots_dir or Path(tmp)
+        thumb_jobs = [
+            helper.submit(thumbnails, chunk, thumb_px)
+            for chunk in image_chunks(bench, _image_keys(bench, records))
+        ]
+        pending = _leaderboard_sections(records, judges, helper, plot_dir, formats)
+        manifests = _manifest_section(layout, models)
         samples, rows = _browser_rows(
             records, models, judges, bench, max_response_chars, max_reply_chars
         )
-        thumbs = maker.results()
+        helper.work_along()
+        sections = [_resolve(parts) for parts in pending] + [manifests]
+        thumbs = dict(pair for job in thumb_jobs for pair in job.result())
     data = _encode_browser_data(models, judges, samples, rows, thumbs)
     page = _page(sections, data, judges)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,45 +129,51 @@ def build_report(
     )
 
 
+Parts = list[Any]  # HTML strings and plot jobs (each gives PNG/SVG paths)
+
+
+def _resolve(parts: Parts) -> str:
+    return "".join(p if isinstance(p, str) else _img(p.result()) for p in parts)
+
+
 def _leaderboard_sections(
-    records: dict[str, Any], judges: list[str], plots_dir: Path | None
-) -> list[str]:
-    formats = plots.FORMATS if plots_dir else ("png",)
-    sections: list[str] = []
+    records: dict[str, Any],
+    judges: list[str],
+    helper: Offload,
+    plot_dir: Path,
+    formats: tuple[str, ...],
+) -> list[Parts]:
+    sections: list[Parts] = []
     masr: dict[str, dict[str, float]] = {}
     registry = load_models()
-    with tempfile.TemporaryDirectory() as tmp:
-        plot_dir = plots_dir or Path(tmp)
-        for judge in judges:
-            # Scored from the records already read for the sample browser: one parse.
-            cards = {
-                model: score_rows(
-                    verdict_rows(verdicts[judge].values())[0], model=model, judge=judge
-                )
-                for model, (_, verdicts) in records.items()
-                if verdicts[judge]
-            }
-            rows = leaderboard_rows(cards, registry)
-            if not rows:
-                continue
-            masr[judge] = {
-                r.model: float(r.card.overall.masr) * 100
-                for r in rows
-                if r.card.overall.masr is not None
-            }
-            figures = [
-                plots.asr_by_type(rows, plot_dir, judge, formats),
-                plots.subcategory_heatmap(rows, plot_dir, judge, formats),
-                plots.tradeoff(rows, plot_dir, judge, formats),
-            ]
-            sections.append(
+    for judge in judges:
+        # Scored from the records already read for the sample browser: one parse.
+        cards = {
+            model: score_rows(verdict_rows(verdicts[judge].values())[0], model=model, judge=judge)
+            for model, (_, verdicts) in records.items()
+            if verdicts[judge]
+        }
+        rows = leaderboard_rows(cards, registry)
+        if not rows:
+            continue
+        masr[judge] = {
+            r.model: float(r.card.overall.masr) * 100
+            for r in rows
+            if r.card.overall.masr is not None
+        }
+        sections.append(
+            [
                 f"<section><h2>Leaderboard: {html.escape(judge)}</h2>"
-                f"<p>Percent; mASR is the macro mean of the four ASRs. Click a header to sort."
-                f"</p>{html_table(rows, table_id='lb-' + judge)}"
-                + "".join(_img(f) for f in figures)
-                + "</section>"
-            )
-        sections.append(_agreement_section(masr, plot_dir, formats))
+                "<p>Percent; mASR is the macro mean of the four ASRs. Click a header to sort."
+                f"</p>{html_table(rows, table_id='lb-' + judge)}",
+                *(
+                    helper.submit(plot, rows, plot_dir, judge, formats)
+                    for plot in (plots.asr_by_type, plots.subcategory_heatmap, plots.tradeoff)
+                ),
+                "</section>",
+            ]
+        )
+    sections.append(_agreement_section(masr, helper, plot_dir, formats))
     return sections
 
 
@@ -172,13 +186,13 @@ def _image_keys(bench: Any, records: dict[str, Any]) -> list[str]:
 
 
 def _agreement_section(
-    masr: dict[str, dict[str, float]], plot_dir: Path, formats: tuple[str, ...]
-) -> str:
+    masr: dict[str, dict[str, float]], helper: Offload, plot_dir: Path, formats: tuple[str, ...]
+) -> Parts:
     if len(masr) < 2:
-        return (
+        return [
             "<section><h2>Judge agreement</h2><p>Only one judge has verdicts: nothing to "
             "compare.</p></section>"
-        )
+        ]
     from holisafe_bench.analysis.agreement import rank_correlations
 
     rows = []
@@ -192,16 +206,16 @@ def _agreement_section(
             f"<td>{c.n_models}</td>{cells}</tr>"
         )
     judges = sorted(masr)
-    scatters = [
-        plots.judge_scatter(masr, judges[0], other, plot_dir, formats) for other in judges[1:]
-    ]
-    return (
+    return [
         "<section><h2>Judge agreement</h2><table><thead><tr><th>judge A</th><th>judge B</th>"
         "<th>models</th><th>Spearman ρ</th><th>Kendall τ</th><th>Pearson r</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table><p>Intervals: 95% bootstrap over models.</p>"
-        + "".join(_img(s) for s in scatters)
-        + "</section>"
-    )
+        f"<tbody>{''.join(rows)}</tbody></table><p>Intervals: 95% bootstrap over models.</p>",
+        *(
+            helper.submit(plots.judge_scatter, masr, judges[0], other, plot_dir, formats)
+            for other in judges[1:]
+        ),
+        "</section>",
+    ]
 
 
 def _manifest_section(layout: ResultsLayout, models: list[str]) -> str:

@@ -1,16 +1,11 @@
-"""Image thumbnails for the report, made in a worker process so decoding (PNG decoding is
-~10 ms an image) runs on another core while the report's tables and plots are built.
-
-Kept apart from report.py so the worker imports only Pillow."""
+"""Image thumbnails for the report (small base64 JPEGs), made in chunks so a helper process
+can make them (PNG decoding alone is about 10 ms an image)."""
 
 from __future__ import annotations
 
 import base64
 import io
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
 from typing import Any
 
 CHUNK = 64
@@ -32,56 +27,20 @@ def thumbnail(data: bytes, size: int) -> str | None:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _chunk(items: list[tuple[str, bytes]], size: int) -> list[tuple[str, str | None]]:
+def thumbnails(items: list[tuple[str, bytes]], size: int) -> list[tuple[str, str | None]]:
     return [(key, thumbnail(data, size)) for key, data in items]
 
 
-class ThumbnailMaker:
-    """Submit images as they are read; `results()` waits for all of them."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        # spawn, not fork: the parent may hold threads and locks (progress bars, SDKs).
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-        self._jobs: list[tuple[list[tuple[str, bytes]], Future]] = []
-
-    def submit_all(self, items: Iterable[tuple[str, bytes]]) -> None:
-        batch: list[tuple[str, bytes]] = []
-        for item in items:
-            batch.append(item)
-            if len(batch) == CHUNK:
-                self._submit(batch)
-                batch = []
-        if batch:
-            self._submit(batch)
-
-    def _submit(self, batch: list[tuple[str, bytes]]) -> None:
-        self._jobs.append((batch, self._pool.submit(_chunk, batch, self.size)))
-
-    def results(self) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for batch, future in self._jobs:
-            try:
-                out.update(future.result())
-            except BrokenProcessPool:
-                # The worker could not start (e.g. a caller's script without a __main__
-                # guard): make the rest here rather than lose them.
-                out.update(_chunk(batch, self.size))
-        return out
-
-    def close(self) -> None:
-        self._pool.shutdown(cancel_futures=True)
-
-    def __enter__(self) -> ThumbnailMaker:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def read_images(bench: Any, keys: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+def image_chunks(bench: Any, keys: Iterable[str]) -> Iterator[list[tuple[str, bytes]]]:
+    """(key, bytes) in chunks of CHUNK; unreadable images are left out (no thumbnail)."""
+    chunk: list[tuple[str, bytes]] = []
     for key in keys:
         try:
-            yield key, bench.images.read(key)
+            chunk.append((key, bench.images.read(key)))
         except OSError:
-            continue  # unreadable: no thumbnail
+            continue
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
