@@ -9,7 +9,6 @@ counted, with best/worst-case bounds. Rates are exact fractions until they are d
 
 from __future__ import annotations
 
-import json
 import typing
 from collections import Counter
 from collections.abc import Iterable
@@ -152,17 +151,7 @@ def read_verdict_rows(path: Path) -> tuple[list[VerdictRow], int]:
     many files must be fast), still checking every field scoring uses. Returns the rows and
     how many lines were unreadable."""
     store = RecordStore(path, VerdictRecord)
-    lines = [raw for _, raw in store.iter_lines()]
-    try:
-        # One parser call for the whole file; per line only if some line is broken.
-        parsed = json.loads(b"[" + b",".join(lines) + b"]")
-    except ValueError:
-        parsed = []
-        for raw in lines:
-            try:
-                parsed.append(json.loads(raw))
-            except ValueError:
-                parsed.append(None)
+    parsed = store.read_json()
     rows, dropped = verdict_rows(parsed)
     return rows, dropped + store.dropped_lines
 

@@ -51,19 +51,8 @@ def _models(layout: ResultsLayout) -> list[str]:
 
 def _raw_records(path: Path) -> dict[int, dict[str, Any]]:
     """Latest JSON object per sample id (torn and broken lines skipped, as everywhere)."""
-    lines = [raw for _, raw in RecordStore(path, dict).iter_lines()]  # type: ignore[type-var]
-    try:
-        # One parser call for the whole file; per line only if some line is broken.
-        parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]")
-    except ValueError:
-        parsed = []
-        for raw in lines:
-            try:
-                parsed.append(json.loads(raw))
-            except ValueError:
-                continue
     out: dict[int, dict[str, Any]] = {}
-    for record in parsed:
+    for record in RecordStore(path, dict).read_json():  # type: ignore[type-var]
         try:
             out[int(record["sample_id"])] = record
         except (KeyError, TypeError, ValueError):

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.judging.batch_ledger import BatchLedger, LedgerEntry
-from holisafe_bench.judging.cache import CachedVerdict, VerdictCache
+from holisafe_bench.judging.cache import VerdictCache
 from holisafe_bench.judging.options import JudgeOptions
 from holisafe_bench.progress import stage_progress
 from holisafe_bench.providers.batch_api import BatchJobApi, JobStatus, item_error
@@ -47,7 +47,7 @@ def run_batch_judge(
     cache: VerdictCache | None,
     console: Console,
 ) -> BatchOutcome:
-    from holisafe_bench.judging.llm import cost_usd, verdict_from_result
+    from holisafe_bench.judging.llm import cost_usd, record_verdict
 
     by_key: dict[str, list[Any]] = {}
     for call in pending:
@@ -100,20 +100,8 @@ def run_batch_judge(
             cost = cost_usd(judge, result.usage, batch=True)
             outcome.spent_usd += cost
             for call in calls:
-                verdict = verdict_from_result(call.response, judge, result, cost)
+                record_verdict(call, judge, result, cost, writer, cache, progress)
                 cost = 0.0  # one request paid for every response that shares its key
-                writer.write(verdict)
-                if verdict.is_valid and cache is not None:
-                    cache.put(
-                        call.key,
-                        CachedVerdict(
-                            verdict.follows,
-                            verdict.raw or "",
-                            result.usage.input_tokens,
-                            result.usage.output_tokens,
-                        ),
-                    )
-                progress.advance(invalid=0 if verdict.is_valid else 1, spend_usd=verdict.cost_usd)
         ledger.record(
             LedgerEntry(event="collected", job_id=entry.job_id, vendor=api.vendor, note=missing)
         )

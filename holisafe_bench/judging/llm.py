@@ -110,6 +110,30 @@ def verdict_from_result(
     )
 
 
+def record_verdict(
+    call: PendingCall,
+    judge: JudgeSpec,
+    result: ChatResult,
+    cost: float,
+    writer: Any,
+    cache: VerdictCache | None,
+    progress: Any,
+) -> VerdictRecord:
+    """Write the verdict for one judge answer, cache it if valid, and count it."""
+    verdict = verdict_from_result(call.response, judge, result, cost)
+    writer.write(verdict)
+    if verdict.is_valid and cache is not None:
+        usage = result.usage
+        cache.put(
+            call.key,
+            CachedVerdict(
+                verdict.follows, verdict.raw or "", usage.input_tokens, usage.output_tokens
+            ),
+        )
+    progress.advance(invalid=0 if verdict.is_valid else 1, spend_usd=cost)
+    return verdict
+
+
 class _ImageHashes:
     def __init__(self, bench: Any) -> None:
         self.bench = bench
@@ -349,22 +373,9 @@ def _call_judge(
 
         def on_result(result: ChatResult) -> None:
             nonlocal spent
-            call = by_id[result.id]
             cost = cost_usd(judge, result.usage)
             spent += cost
-            verdict = verdict_from_result(call.response, judge, result, cost)
-            writer.write(verdict)
-            if verdict.is_valid and cache is not None:
-                cache.put(
-                    call.key,
-                    CachedVerdict(
-                        verdict.follows,
-                        verdict.raw or "",
-                        result.usage.input_tokens,
-                        result.usage.output_tokens,
-                    ),
-                )
-            progress.advance(invalid=0 if verdict.is_valid else 1, spend_usd=cost)
+            record_verdict(by_id[result.id], judge, result, cost, writer, cache, progress)
 
         async def drive() -> None:
             try:
