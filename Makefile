@@ -20,12 +20,12 @@ demo: install
 	$(VENV)/bin/holisafe-bench demo
 
 lint: install
-	$(PY) -m ruff check holisafe_bench tests benchmarks
-	$(PY) -m ruff format --check holisafe_bench tests benchmarks
+	$(PY) -m ruff check holisafe_bench tests tests_vllm benchmarks
+	$(PY) -m ruff format --check holisafe_bench tests tests_vllm benchmarks
 
 format: install
-	$(PY) -m ruff format holisafe_bench tests benchmarks
-	$(PY) -m ruff check --fix holisafe_bench tests benchmarks
+	$(PY) -m ruff format holisafe_bench tests tests_vllm benchmarks
+	$(PY) -m ruff check --fix holisafe_bench tests tests_vllm benchmarks
 
 # The report's browser test needs Debian's Chromium (CI runs as root on a fresh machine).
 browser-deps:
