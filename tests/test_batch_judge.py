@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from holisafe_bench.cli.main import app
 from tests.conftest import KEY
-from tests.fakes.batches import VENDORS, openai_batches
+from tests.fakes.batches import VENDORS, all_true, openai_batches
 from tests.fakes.server import FakeResponse
 
 runner = CliRunner()
@@ -179,6 +179,24 @@ def test_a_failed_or_expired_job_gives_invalid_verdicts_not_gaps(kw_run, judge, 
         assert len(verdicts) == N
         assert {v["invalid"] for v in verdicts.values()} == {reason}
         assert all(failure in (v["detail"] or "") for v in verdicts.values())
+    finally:
+        fake.server.stop()
+
+
+@pytest.mark.parametrize("judge", ["gpt4o", "claude"])
+def test_a_malformed_results_line_fails_only_its_request(kw_run, judge):
+    data, out = kw_run
+    fake = VENDORS[judge][0](
+        plan=lambda i, text: ("malformed", "") if i == 4 else all_true(i, text)
+    )
+    fake.server.start()
+    try:
+        res = runner.invoke(app, _args(judge, fake, data, out))
+        assert res.exit_code == 0, res.output
+        verdicts = _verdicts(out, judge)
+        invalid = [v for v in verdicts.values() if v["invalid"]]
+        assert len(verdicts) == N and len(invalid) == 1
+        assert invalid[0]["invalid"] == "api_error" and "no result" in invalid[0]["detail"]
     finally:
         fake.server.stop()
 

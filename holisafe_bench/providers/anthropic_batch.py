@@ -51,13 +51,28 @@ class AnthropicBatchApi(BatchJobApi):
         return JobStatus(batch.processing_status == "ended", done, total)
 
     async def results(self, job_id: str, custom_ids: list[str]) -> dict[str, ChatResult]:
+        from anthropic.types.messages import MessageBatchIndividualResponse
+
+        client = self._sdk()
+        batch = await self._guard(client.messages.batches.retrieve(job_id))
+        if not batch.results_url:
+            raise ProviderCallError(f"batch {job_id} ended without a results_url")
+        # Read line by line (rather than the SDK's JSONL stream) so one broken line costs
+        # only its own request; the URL is absolute, on the API's own host.
+        raw = await self._guard(
+            client.get(
+                batch.results_url,
+                cast_to=bytes,
+                options={"headers": {"Accept": "application/binary"}},
+            )
+        )
         out: dict[str, ChatResult] = {}
-        stream = await self._guard(self._sdk().messages.batches.results(job_id))
-        try:
-            async for item in stream:
-                out[item.custom_id] = _result(item)
-        except ValueError as exc:  # a malformed line ends the stream; keep what was read
-            raise ProviderCallError(f"malformed batch results: {exc}", retryable=True) from None
+        for line in raw.splitlines():
+            try:
+                item = MessageBatchIndividualResponse.model_validate_json(line)
+            except ValueError:
+                continue  # its request gets "no result" from the caller
+            out[item.custom_id] = _result(item)
         return out
 
 

@@ -2,7 +2,8 @@
 absolute results_url) and Gemini (inline batchGenerateContent), one server per vendor.
 
 A `plan(index, text)` decides each request's fate: ("ok", reply text), ("error", message),
-("blocked", ""), or ("missing", "") (left out of the results). Jobs finish after
+("blocked", ""), ("missing", "") (left out of the results), or, for OpenAI and Anthropic,
+("malformed", "") (a broken line in the results file). Jobs finish after
 `polls_until_done` status requests; `job_failure` makes them end failed/expired."""
 
 from __future__ import annotations
@@ -148,12 +149,15 @@ def _finish_openai(fake: FakeBatches, job: dict, files: dict[str, bytes]) -> Non
         elif kind == "error":
             response = {"status_code": 500, "body": {"error": {"message": reply}}}
             errors.append({"id": "r", "custom_id": custom_id, "response": response, "error": None})
+        elif kind == "malformed":
+            out.append('{"custom_id": "' + custom_id + '", "response": {"status_co')
     job["status"] = "completed"
     out.reverse()  # the real output file is not in request order either
     for name, rows in (("output", out), ("errors", errors)):
         if rows:
             file_id = f"file-{next(_ids)}"
-            files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+            lines = (r if isinstance(r, str) else json.dumps(r) for r in rows)
+            files[file_id] = "".join(line + "\n" for line in lines).encode()
             job[name] = file_id
 
 
@@ -217,11 +221,15 @@ def anthropic_batches(**kwargs) -> FakeBatches:
             elif kind == "error":
                 error = {"type": "api_error", "message": reply}
                 result = {"type": "errored", "error": {"type": "error", "error": error}}
+            elif kind == "malformed":
+                lines.append('{"custom_id": "' + custom_id + '", "result": {"ty')
+                continue
             else:
                 continue
             lines.append({"custom_id": custom_id, "result": result})
         lines.reverse()  # results are not in request order (Anthropic's documentation)
-        return FakeResponse(body="".join(json.dumps(x) + "\n" for x in lines).encode())
+        text = (x if isinstance(x, str) else json.dumps(x) for x in lines)
+        return FakeResponse(body="".join(line + "\n" for line in text).encode())
 
     return fake
 
