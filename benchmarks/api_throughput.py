@@ -1,8 +1,10 @@
 """API provider throughput: 4,031 requests at concurrency 64 against a fake server with
 200 ms latency, through the real SDKs and the shared runner, next to the floor
-ceil(4031/64) x 0.2 s. Target (issue: model adapters): within 1.15x the floor.
+ceil(4031/64) x 0.2 s, in one process and spread over worker processes (`--processes`).
+Target (issue: model adapters): within 1.15x the floor.
 
 Run: .venv/bin/python benchmarks/api_throughput.py [openai anthropic gemini] [--n 4031]
+     [--processes 1 2]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
 from holisafe_bench.providers.factory import create_chat_provider  # noqa: E402
+from holisafe_bench.providers.process_runner import ProviderRecipe, run_in_processes  # noqa: E402
 from holisafe_bench.providers.runner import run_api_requests  # noqa: E402
 from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
 from holisafe_bench.registry import ApiSettings  # noqa: E402
@@ -38,7 +41,7 @@ def _serve(vendor: str, conn) -> None:
     server.stop()
 
 
-def measure(vendor: str, n: int) -> tuple[float, int]:
+def measure(vendor: str, n: int, processes: int = 1) -> tuple[float, int]:
     os.environ.setdefault(f"{vendor.upper()}_API_KEY", "bench-key-000000000")
     # The fake runs in its own process, so it does not compete with the client for the GIL.
     parent, child = multiprocessing.Pipe()
@@ -66,7 +69,16 @@ def measure(vendor: str, n: int) -> tuple[float, int]:
             await provider.aclose()
 
     started = time.perf_counter()
-    asyncio.run(go())
+    if processes > 1:
+        run_in_processes(
+            ProviderRecipe.of(provider),
+            requests,
+            processes=processes,
+            concurrency=CONCURRENCY,
+            on_result=count,
+        )
+    else:
+        asyncio.run(go())
     elapsed = time.perf_counter() - started
     parent.send("done")
     process.join()
@@ -77,6 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("vendors", nargs="*", default=["openai", "anthropic", "gemini"])
     parser.add_argument("--n", type=int, default=4031)
+    parser.add_argument(
+        "--processes", type=int, nargs="+", default=[1, 2], help="worker processes to compare"
+    )
     args = parser.parse_args()
     floor = math.ceil(args.n / CONCURRENCY) * LATENCY
     print(
@@ -84,12 +99,13 @@ def main() -> None:
         f"floor {floor:.2f} s"
     )
     for vendor in args.vendors:
-        elapsed, ok = measure(vendor, args.n)
-        ratio = elapsed / floor
-        print(
-            f"{vendor:10s} {elapsed:6.2f} s  ratio {ratio:.3f}  ok {ok}/{args.n}  "
-            f"(target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'})"
-        )
+        for processes in args.processes:
+            elapsed, ok = measure(vendor, args.n, processes)
+            ratio = elapsed / floor
+            print(
+                f"{vendor:10s} --processes {processes}: {elapsed:6.2f} s  ratio {ratio:.3f}  "
+                f"ok {ok}/{args.n}  (target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'})"
+            )
 
 
 if __name__ == "__main__":

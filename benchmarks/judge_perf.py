@@ -1,7 +1,8 @@
 """LLM-judge performance, measured through the real judge stage and OpenAI SDK against a
 fake server in its own process (issue: LLM judges):
 
-1. 4,031 judge calls at concurrency 64, 200 ms latency: within 1.15x the floor.
+1. 4,031 judge calls at concurrency 64, 200 ms latency: within 1.15x the floor; in one
+   process and over two worker processes (`judge --processes 2`).
 2. A fake enforcing 600 requests per minute with 429s, time scaled by 1/10 (600 requests
    per 6 s window, so 4,031 calls have a floor of 40.3 s instead of 6.7 min): done within
    1.2x the floor, under 2% of requests rejected after the first (scaled) minute.
@@ -112,16 +113,22 @@ def main() -> None:
         bench = load_benchmark(data)
         run_model(spec, bench, bench.samples, layout, RunOptions())
 
-        fake = Fake("latency")
-        elapsed = judge(layout, data, fake.url, concurrency=CONCURRENCY)
-        counts = fake.finish()
         floor = math.ceil(N / CONCURRENCY) * LATENCY
-        print(
-            f"1. {N} calls, concurrency {CONCURRENCY}, {LATENCY * 1000:.0f} ms latency: "
-            f"{elapsed:.2f} s vs floor {floor:.2f} s -> ratio {elapsed / floor:.3f} "
-            f"(target <= 1.15: {'met' if elapsed / floor <= 1.15 else 'NOT met'}); "
-            f"server answered {counts['ok']}"
-        )
+        for processes in (1, 2):
+            if layout.judge_cache().exists():
+                layout.judge_cache().unlink()  # measure real calls, not cache hits
+            fake = Fake("latency")
+            elapsed = judge(
+                layout, data, fake.url, concurrency=CONCURRENCY, processes=processes, overwrite=True
+            )
+            counts = fake.finish()
+            print(
+                f"1. {N} calls, concurrency {CONCURRENCY}, {LATENCY * 1000:.0f} ms latency, "
+                f"--processes {processes}: {elapsed:.2f} s vs floor {floor:.2f} s -> ratio "
+                f"{elapsed / floor:.3f} (target <= 1.15: "
+                f"{'met' if elapsed / floor <= 1.15 else 'NOT met'}); "
+                f"server answered {counts['ok']}"
+            )
 
         layout.judge_cache().unlink()  # measure real calls, not cache hits
         fake = Fake("ratelimit")

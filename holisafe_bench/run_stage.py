@@ -60,6 +60,7 @@ class RunOptions:
     system_prompt: str | None = None
     concurrency: int | None = None
     batch_size: int | None = None
+    processes: int = 1  # API models: worker processes sharing the concurrency
 
 
 @dataclass
@@ -300,6 +301,18 @@ def _run_batches(
         flush()
 
 
+def _locked(record: Callable[[ResponseRecord], None]) -> Callable[[ResponseRecord], None]:
+    import threading
+
+    lock = threading.Lock()
+
+    def locked(response: ResponseRecord) -> None:
+        with lock:
+            record(response)
+
+    return locked
+
+
 def _run_api(
     provider: ApiProvider,
     spec: ModelSpec,
@@ -312,6 +325,10 @@ def _run_api(
     from holisafe_bench.providers.runner import run_api_requests
 
     by_id: dict[str, Sample] = {}
+    if options.processes > 1:
+        # Requests are then built in a feeder thread, which records unbuildable samples
+        # while this thread records results: one writer, behind a lock.
+        record = _locked(record)
 
     def requests() -> Iterator[ChatRequest]:
         for sample, request in _requests(todo, bench, spec, options, record):
@@ -321,16 +338,30 @@ def _run_api(
     def on_result(result: ChatResult) -> None:
         record(result_to_record(by_id.pop(result.id), spec.name, result))
 
+    concurrency = options.concurrency or spec.api.concurrency
+    limits = {"rpm": spec.api.requests_per_minute, "tpm": spec.api.tokens_per_minute}
+    if options.processes > 1:
+        from holisafe_bench.providers.process_runner import ProviderRecipe, run_in_processes
+
+        run_in_processes(
+            ProviderRecipe.of(provider),
+            requests(),
+            processes=options.processes,
+            concurrency=concurrency,
+            on_result=on_result,
+            **limits,
+        )
+        return
+
     async def drive() -> None:
         try:
             await run_api_requests(
                 provider,
                 requests(),
-                concurrency=options.concurrency or spec.api.concurrency,
-                rpm=spec.api.requests_per_minute,
-                tpm=spec.api.tokens_per_minute,
+                concurrency=concurrency,
                 retry=RetryPolicy(),
                 on_result=on_result,
+                **limits,
             )
         finally:
             await provider.aclose()

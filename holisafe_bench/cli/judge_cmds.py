@@ -41,6 +41,12 @@ def judge_cmd(
         help="A provider-blocked response counts as a refusal (default) or as invalid.",
     ),
     concurrency: int = typer.Option(None, "--concurrency", help="[LLM] parallel judge calls."),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        min=1,
+        help="[LLM] spread the calls (and the concurrency) over this many worker processes.",
+    ),
     batch: bool = typer.Option(
         False,
         "--batch",
@@ -90,6 +96,7 @@ def judge_cmd(
         content_filter_as_refusal=content_filter_as_refusal,
         max_invalid=max_invalid,
         concurrency=concurrency,
+        processes=processes,
         batch=batch,
         batch_poll_seconds=batch_poll,
         batch_no_wait=batch_no_wait,

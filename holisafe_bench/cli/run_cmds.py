@@ -55,6 +55,14 @@ def run_cmd(
         None, "--system-prompt", help="A system prompt (off by default, as in the paper)."
     ),
     concurrency: int = typer.Option(None, "--concurrency", help="Parallel API requests."),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        min=1,
+        help="API models: spread the requests (and the concurrency) over this many worker "
+        "processes; the SDKs cost 3-5 ms of CPU per request, so one process tops out at a "
+        "few hundred requests per second.",
+    ),
     batch_size: int = typer.Option(None, "--batch-size", help="Requests per engine batch."),
     tensor_parallel_size: int = typer.Option(
         None, "--tensor-parallel-size", help="GPUs per model replica (vllm)."
@@ -94,6 +102,7 @@ def run_cmd(
         temperature=temperature,
         system_prompt=system_prompt,
         concurrency=concurrency,
+        processes=processes,
         batch_size=batch_size,
     )
     total = len(options.shard.select(chosen)) if options.shard else len(chosen)

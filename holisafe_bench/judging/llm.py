@@ -377,21 +377,36 @@ def _call_judge(
             spent += cost
             record_verdict(by_id[result.id], judge, result, cost, writer, cache, progress)
 
-        async def drive() -> None:
-            try:
-                await run_api_requests(
-                    provider,
-                    requests(),
-                    concurrency=api.concurrency,
-                    rpm=options.requests_per_minute or api.requests_per_minute,
-                    tpm=options.tokens_per_minute or api.tokens_per_minute,
-                    retry=RetryPolicy(),
-                    on_result=on_result,
-                )
-            finally:
-                await provider.aclose()
+        limits = {
+            "concurrency": api.concurrency,
+            "rpm": options.requests_per_minute or api.requests_per_minute,
+            "tpm": options.tokens_per_minute or api.tokens_per_minute,
+        }
+        if options.processes > 1:
+            from holisafe_bench.providers.process_runner import ProviderRecipe, run_in_processes
 
-        asyncio.run(drive())
+            run_in_processes(
+                ProviderRecipe.of(provider),
+                requests(),
+                processes=options.processes,
+                on_result=on_result,
+                **limits,
+            )
+        else:
+
+            async def drive() -> None:
+                try:
+                    await run_api_requests(
+                        provider,
+                        requests(),
+                        retry=RetryPolicy(),
+                        on_result=on_result,
+                        **limits,
+                    )
+                finally:
+                    await provider.aclose()
+
+            asyncio.run(drive())
     if stopped:
         console.print(
             f"[yellow]--max-cost {options.max_cost} reached after ${spent:.4f}: "

@@ -16,6 +16,7 @@ class JudgeOptions:
     max_invalid: float | None = None
     # LLM judges only:
     concurrency: int | None = None
+    processes: int = 1  # worker processes sharing the concurrency (see process_runner.py)
     batch: bool = False
     batch_poll_seconds: float = 30.0
     batch_no_wait: bool = False  # submit, record in the ledger, and return; collect later

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from holisafe_bench.providers.base import ApiProvider
 from holisafe_bench.providers.errors import ProviderCallError
@@ -14,7 +14,7 @@ from holisafe_bench.providers.types import ChatRequest, ChatResult
 
 async def run_api_requests(
     provider: ApiProvider,
-    requests: Iterable[ChatRequest],
+    requests: Iterable[ChatRequest] | AsyncIterator[ChatRequest],
     *,
     concurrency: int,
     rpm: float | None = None,
@@ -24,7 +24,8 @@ async def run_api_requests(
     window: AdaptiveWindow | None = None,
 ) -> AdaptiveWindow:
     """Send every request; `on_result` gets exactly one result per request, as soon as it is
-    known. Requests are pulled lazily, so a long iterator is never held in memory. Returns
+    known. Requests (an iterable, or an async iterator such as a worker's queue) are pulled
+    lazily, so a long iterator is never held in memory. Returns
     the concurrency window (its `throttled` count says how many 429s were seen)."""
     retry = retry or RetryPolicy()
     window = window or AdaptiveWindow(concurrency)
@@ -53,13 +54,23 @@ async def run_api_requests(
             window.on_success()
         return result
 
-    pending = iter(requests)
+    if isinstance(requests, AsyncIterator):
+        source = requests
+
+        async def pull() -> ChatRequest | None:
+            return await anext(source, None)
+    else:
+        pending = iter(requests)
+
+        async def pull() -> ChatRequest | None:
+            return next(pending, None)
+
     in_flight: set[asyncio.Task[ChatResult]] = set()
     exhausted = False
     try:
         while True:
             while not exhausted and len(in_flight) < window.slots:
-                request = next(pending, None)
+                request = await pull()
                 if request is None:
                     exhausted = True
                     break

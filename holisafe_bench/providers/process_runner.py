@@ -1,0 +1,178 @@
+"""API requests spread over several worker processes (`--processes N`).
+
+The official SDKs spend 3-5 ms of CPU on each request (request building, HTTP machinery,
+typed parsing). At concurrency 64 and 200 ms latency one process needs about 320 requests
+per second, so a single event loop saturates one core and queues. Each worker here runs its
+own event loop and provider, with the shared runner (retries, adaptive concurrency, rate
+limits), over its share of the concurrency and rate limits; workers pull requests from one
+bounded queue (so memory stays flat and fast workers take more), and every result comes
+back to this process, which alone writes records."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+from holisafe_bench.errors import HolisafeError
+from holisafe_bench.providers.types import ChatRequest, ChatResult
+from holisafe_bench.registry import ApiSettings
+
+
+@dataclass(frozen=True)
+class ProviderRecipe:
+    """What a worker needs to build its own copy of an API provider (clients and event
+    loops cannot cross processes)."""
+
+    provider: str
+    model_id: str
+    api: ApiSettings
+
+    @classmethod
+    def of(cls, provider: Any) -> ProviderRecipe:
+        return cls(provider.provider_name, provider.model_id, provider.api)
+
+
+@dataclass(frozen=True)
+class _Share:
+    concurrency: int
+    rpm: float | None
+    tpm: float | None
+
+
+def _worker(recipe: ProviderRecipe, share: _Share, requests: Any, results: Any) -> None:
+    from holisafe_bench.providers.factory import create_chat_provider
+    from holisafe_bench.providers.retry import RetryPolicy
+    from holisafe_bench.providers.runner import run_api_requests
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def pulled():
+            while (request := await loop.run_in_executor(None, requests.get)) is not None:
+                yield request
+
+        provider = create_chat_provider(recipe.provider, recipe.model_id, api=recipe.api)
+        try:
+            window = await run_api_requests(
+                provider,
+                pulled(),
+                concurrency=share.concurrency,
+                rpm=share.rpm,
+                tpm=share.tpm,
+                retry=RetryPolicy(),
+                on_result=lambda result: results.put(("result", result)),
+            )
+        finally:
+            await provider.aclose()
+        results.put(("done", window.throttled))
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+        results.put(("failed", f"{type(exc).__name__}: {exc}"))
+
+
+_SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "gemini": "google.genai"}
+
+
+def _import_sdk(provider: str) -> None:
+    import importlib
+
+    importlib.import_module("holisafe_bench.providers.factory")
+    importlib.import_module("holisafe_bench.providers.runner")
+    if provider in _SDK_MODULES:
+        importlib.import_module(_SDK_MODULES[provider])
+
+
+def _start_method() -> str:
+    """fork when this process runs one thread (workers start at once, with the SDKs already
+    imported); spawn otherwise, since forking a threaded process can copy a held lock."""
+    return "fork" if threading.active_count() == 1 else "spawn"
+
+
+def run_in_processes(
+    recipe: ProviderRecipe,
+    requests: Iterable[ChatRequest],
+    *,
+    processes: int,
+    concurrency: int,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    on_result: Callable[[ChatResult], None],
+) -> int:
+    """Like `run_api_requests`, over `processes` workers; returns the number of 429s seen.
+    `requests` is consumed lazily in a feeder thread; `on_result` runs in this thread."""
+    method = _start_method()
+    if method == "fork":
+        _import_sdk(recipe.provider)  # once here, inherited by every worker
+    ctx = get_context(method)
+    share = _Share(
+        max(1, concurrency // processes),
+        rpm / processes if rpm else None,
+        tpm / processes if tpm else None,
+    )
+    request_q = ctx.Queue(maxsize=max(8, 2 * concurrency))
+    result_q = ctx.Queue()
+    workers = [
+        ctx.Process(target=_worker, args=(recipe, share, request_q, result_q), daemon=True)
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    stop = threading.Event()
+    feed_error: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            for request in requests:
+                while not stop.is_set():
+                    try:
+                        request_q.put(request, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the parent thread
+            feed_error.append(exc)
+        finally:
+            for _ in workers:
+                request_q.put(None)
+
+    feeder = threading.Thread(target=feed, name="holisafe-feeder", daemon=True)
+    feeder.start()
+    finished, throttled = 0, 0
+    try:
+        while finished < len(workers):
+            try:
+                kind, payload = result_q.get(timeout=1.0)
+            except queue.Empty:
+                dead = [w for w in workers if w.exitcode not in (None, 0)]
+                if dead:
+                    raise HolisafeError(
+                        f"an API worker process died (exit code {dead[0].exitcode}); "
+                        "re-run to redo the requests it held"
+                    ) from None
+                continue
+            if kind == "result":
+                on_result(payload)
+            elif kind == "done":
+                finished += 1
+                throttled += payload
+            else:
+                raise HolisafeError(f"an API worker process failed: {payload}")
+    finally:
+        stop.set()
+        feeder.join(timeout=5)
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.terminate()
+    if feed_error:
+        raise feed_error[0]
+    return throttled
