@@ -19,6 +19,8 @@ class ImageStore:
 
     root: Path | None = None
     blobs: dict[str, bytes] = field(default_factory=dict)
+    # Several samples share one image: sniff each file's format once.
+    _media_types: dict[str, str] = field(default_factory=dict, repr=False)
 
     def read(self, key: str) -> bytes:
         if key in self.blobs:
@@ -32,9 +34,11 @@ class ImageStore:
             data = self.blobs[key]
             return ImageInput(data=data, media_type=sniff_media_type(data))
         path = self.root / key  # type: ignore[operator]
-        with path.open("rb") as fh:
-            head = fh.read(16)
-        return ImageInput(path=path, media_type=sniff_media_type(head))
+        media_type = self._media_types.get(key)
+        if media_type is None:
+            with path.open("rb") as fh:
+                media_type = self._media_types[key] = sniff_media_type(fh.read(16))
+        return ImageInput(path=path, media_type=media_type)
 
 
 @dataclass

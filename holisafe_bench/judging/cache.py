@@ -28,6 +28,11 @@ class CachedVerdict:
 
 
 class VerdictCache:
+    #: Puts are written in one transaction per this many (one commit each costs more than
+    #: the judge call's bookkeeping); a crash loses at most these, and only as cache entries:
+    #: the verdicts themselves are already in the verdict file.
+    FLUSH_EVERY = 64
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -38,8 +43,10 @@ class VerdictCache:
             "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, follows INTEGER NOT NULL,"
             " raw TEXT NOT NULL, input_tokens INTEGER, output_tokens INTEGER)"
         )
+        self._pending: list[tuple[str, int, str, int, int]] = []
 
     def get_many(self, keys: list[str]) -> dict[str, CachedVerdict]:
+        self.flush()
         found: dict[str, CachedVerdict] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
@@ -54,10 +61,20 @@ class VerdictCache:
         return found
 
     def put(self, key: str, verdict: CachedVerdict) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
-            (key, int(verdict.follows), verdict.raw, verdict.input_tokens, verdict.output_tokens),
+        self._pending.append(
+            (key, int(verdict.follows), verdict.raw, verdict.input_tokens, verdict.output_tokens)
         )
+        if len(self._pending) >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        with self._db:  # one transaction
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", rows)
 
     def close(self) -> None:
+        self.flush()
         self._db.close()

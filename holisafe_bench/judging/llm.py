@@ -4,7 +4,9 @@ cache, cost control, and the shared provider layer's retries and rate limits."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +31,23 @@ from holisafe_bench.taxonomy import SAFE_TYPE, safety_label
 
 @dataclass
 class PendingCall:
+    """A judge call to make. Its request is built on first use, so building (opening the
+    image, rendering the prompt) happens while earlier calls are in flight."""
+
     response: ResponseRecord
     key: str
-    request: ChatRequest
+    make_request: Callable[[], ChatRequest]
+    _request: ChatRequest | None = None
+
+    @property
+    def request_id(self) -> str:
+        return str(self.response.sample_id)
+
+    @property
+    def request(self) -> ChatRequest:
+        if self._request is None:
+            self._request = self.make_request()
+        return self._request
 
 
 def cost_usd(judge: JudgeSpec, usage: Usage, *, batch: bool = False) -> float:
@@ -224,7 +240,11 @@ def run_llm_judge(
                 )
             else:
                 pending.append(
-                    PendingCall(response, key, _request(sample, response, template, judge, bench))
+                    PendingCall(
+                        response,
+                        key,
+                        functools.partial(_request, sample, response, template, judge, bench),
+                    )
                 )
     else:
         cache = None
@@ -355,7 +375,7 @@ def _call_judge(
 
     api = _judge_api(judge, options)
     provider = create_chat_provider(judge.provider, model_id, api=api)
-    by_id = {p.request.id: p for p in pending}
+    by_id = {p.request_id: p for p in pending}
     spent = 0.0
     stopped = False
 

@@ -3,6 +3,7 @@ SGLang, LMDeploy) through `base_url`."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -19,16 +20,21 @@ from holisafe_bench.registry import ApiSettings
 BLOCK_CODES = ("content_policy_violation", "content_filter")
 
 
-def completion_result(request_id: str, response: Any, latency: float = 0.0) -> ChatResult:
-    """A chat completion (live or from a batch) as a result; malformed replies raise."""
-    if not getattr(response, "choices", None):
-        raise ProviderCallError("reply without choices", retryable=False)
-    choice = response.choices[0]
-    usage = Usage(
-        input_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
-        output_tokens=getattr(response.usage, "completion_tokens", 0) or 0,
-    )
-    if choice.finish_reason == "content_filter":
+def completion_result(request_id: str, body: Any, latency: float = 0.0) -> ChatResult:
+    """A chat completion body (decoded JSON, live or from a batch) as a result; a body that
+    is not a usable completion raises, so it can never become response text."""
+    try:
+        choice = body["choices"][0]
+        usage_body = body.get("usage") or {}
+        usage = Usage(
+            input_tokens=int(usage_body.get("prompt_tokens") or 0),
+            output_tokens=int(usage_body.get("completion_tokens") or 0),
+        )
+        finish = choice.get("finish_reason")
+        message = choice.get("message") or {}
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        raise ProviderCallError("reply is not a chat completion", retryable=False) from None
+    if finish == "content_filter":
         return ChatResult(
             id=request_id,
             outcome="content_filter",
@@ -36,16 +42,17 @@ def completion_result(request_id: str, response: Any, latency: float = 0.0) -> C
             usage=usage,
             latency_s=latency,
         )
-    message = choice.message
     # A model-side refusal message is the model's own answer: kept as text, so judges see it.
-    text = message.content if message.content is not None else getattr(message, "refusal", None)
+    text = message.get("content")
     if text is None:
+        text = message.get("refusal")
+    if not isinstance(text, str):
         raise ProviderCallError("reply without content", retryable=False)
     return ChatResult(
         id=request_id,
         outcome="ok",
         text=text,
-        finish_reason=choice.finish_reason,
+        finish_reason=finish,
         usage=usage,
         latency_s=latency,
     )
@@ -109,12 +116,11 @@ class OpenAIProvider(ApiProvider):
 
         started = time.monotonic()
         try:
-            # The SDK's generic POST: same client, auth, errors and typed parsing, without
-            # re-walking the (large, base64) payload through its parameter transformer.
-            from openai.types.chat import ChatCompletion
-
-            response = await self._clients.next().post(
-                "/chat/completions", body=self.payload(request), cast_to=ChatCompletion
+            # The SDK's generic POST: same client, auth and errors, without re-walking the
+            # (large, base64) payload through its parameter transformer, and without building
+            # typed models of the reply: both cost more CPU than the request itself.
+            raw = await self._clients.next().post(
+                "/chat/completions", body=self.payload(request), cast_to=bytes
             )
         except openai.BadRequestError as exc:
             if error_code(exc) in BLOCK_CODES:
@@ -124,7 +130,11 @@ class OpenAIProvider(ApiProvider):
             raise from_openai_style(exc, self._key) from None
         except openai.OpenAIError as exc:
             raise from_openai_style(exc, self._key) from None
-        return completion_result(request.id, response, time.monotonic() - started)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ProviderCallError("reply is not JSON", retryable=False) from None
+        return completion_result(request.id, body, time.monotonic() - started)
 
     async def aclose(self) -> None:
         await self._clients.aclose()
