@@ -7,7 +7,6 @@ most the requests in flight (API) or the batch in flight (local engines).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -321,8 +320,7 @@ def _run_api(
     options: RunOptions,
     record: Callable[[ResponseRecord], None],
 ) -> None:
-    from holisafe_bench.providers.retry import RetryPolicy
-    from holisafe_bench.providers.runner import run_api_requests
+    from holisafe_bench.providers.process_runner import send_all
 
     by_id: dict[str, Sample] = {}
     if options.processes > 1:
@@ -338,32 +336,12 @@ def _run_api(
     def on_result(result: ChatResult) -> None:
         record(result_to_record(by_id.pop(result.id), spec.name, result))
 
-    concurrency = options.concurrency or spec.api.concurrency
-    limits = {"rpm": spec.api.requests_per_minute, "tpm": spec.api.tokens_per_minute}
-    if options.processes > 1:
-        from holisafe_bench.providers.process_runner import ProviderRecipe, run_in_processes
-
-        run_in_processes(
-            ProviderRecipe.of(provider),
-            requests(),
-            processes=options.processes,
-            concurrency=concurrency,
-            on_result=on_result,
-            **limits,
-        )
-        return
-
-    async def drive() -> None:
-        try:
-            await run_api_requests(
-                provider,
-                requests(),
-                concurrency=concurrency,
-                retry=RetryPolicy(),
-                on_result=on_result,
-                **limits,
-            )
-        finally:
-            await provider.aclose()
-
-    asyncio.run(drive())
+    send_all(
+        provider,
+        requests(),
+        processes=options.processes,
+        concurrency=options.concurrency or spec.api.concurrency,
+        rpm=spec.api.requests_per_minute,
+        tpm=spec.api.tokens_per_minute,
+        on_result=on_result,
+    )

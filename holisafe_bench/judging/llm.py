@@ -3,7 +3,6 @@ cache, cost control, and the shared provider layer's retries and rate limits."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 from collections.abc import Callable
@@ -370,8 +369,7 @@ def _call_judge(
     console: Console,
 ) -> float:
     from holisafe_bench.providers.factory import create_chat_provider
-    from holisafe_bench.providers.retry import RetryPolicy
-    from holisafe_bench.providers.runner import run_api_requests
+    from holisafe_bench.providers.process_runner import send_all
 
     api = _judge_api(judge, options)
     provider = create_chat_provider(judge.provider, model_id, api=api)
@@ -397,36 +395,15 @@ def _call_judge(
             spent += cost
             record_verdict(by_id[result.id], judge, result, cost, writer, cache, progress)
 
-        limits = {
-            "concurrency": api.concurrency,
-            "rpm": options.requests_per_minute or api.requests_per_minute,
-            "tpm": options.tokens_per_minute or api.tokens_per_minute,
-        }
-        if options.processes > 1:
-            from holisafe_bench.providers.process_runner import ProviderRecipe, run_in_processes
-
-            run_in_processes(
-                ProviderRecipe.of(provider),
-                requests(),
-                processes=options.processes,
-                on_result=on_result,
-                **limits,
-            )
-        else:
-
-            async def drive() -> None:
-                try:
-                    await run_api_requests(
-                        provider,
-                        requests(),
-                        retry=RetryPolicy(),
-                        on_result=on_result,
-                        **limits,
-                    )
-                finally:
-                    await provider.aclose()
-
-            asyncio.run(drive())
+        send_all(
+            provider,
+            requests(),
+            processes=options.processes,
+            concurrency=api.concurrency,
+            rpm=options.requests_per_minute or api.requests_per_minute,
+            tpm=options.tokens_per_minute or api.tokens_per_minute,
+            on_result=on_result,
+        )
     if stopped:
         console.print(
             f"[yellow]--max-cost {options.max_cost} reached after ${spent:.4f}: "

@@ -1,4 +1,5 @@
-"""API requests spread over several worker processes (`--processes N`).
+"""Sending a stage's API requests: `send_all` runs them in this process's event loop, or
+spread over several worker processes (`--processes N`).
 
 The official SDKs spend 3-5 ms of CPU on each request (request building, HTTP machinery,
 typed parsing). At concurrency 64 and 200 ms latency one process needs about 320 requests
@@ -176,3 +177,46 @@ def run_in_processes(
     if feed_error:
         raise feed_error[0]
     return throttled
+
+
+def send_all(
+    provider: Any,
+    requests: Iterable[ChatRequest],
+    *,
+    processes: int = 1,
+    concurrency: int,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    on_result: Callable[[ChatResult], None],
+) -> None:
+    """Every request through an API provider, here (one event loop) or over `processes`
+    workers; blocks until each request has had its one result."""
+    if processes > 1:
+        run_in_processes(
+            ProviderRecipe.of(provider),
+            requests,
+            processes=processes,
+            concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            on_result=on_result,
+        )
+        return
+    from holisafe_bench.providers.retry import RetryPolicy
+    from holisafe_bench.providers.runner import run_api_requests
+
+    async def drive() -> None:
+        try:
+            await run_api_requests(
+                provider,
+                requests,
+                concurrency=concurrency,
+                rpm=rpm,
+                tpm=tpm,
+                retry=RetryPolicy(),
+                on_result=on_result,
+            )
+        finally:
+            await provider.aclose()
+
+    asyncio.run(drive())
