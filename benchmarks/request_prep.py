@@ -69,21 +69,10 @@ def preparers():
     anthropic = AnthropicProvider("claude-sonnet-4-5", api)
     gemini = GeminiProvider("gemini-2.5-flash", api)
 
-    def gemini_body(request):
-        contents, config = gemini.contents_and_config(request)
-        # What the SDK does with the Part bytes before sending: base64, then JSON.
-        parts = [
-            {"inline_data": {"data": base64.b64encode(p.inline_data.data).decode("ascii")}}
-            if p.inline_data
-            else {"text": p.text}
-            for p in contents[0].parts
-        ]
-        return json.dumps({"contents": [{"role": "user", "parts": parts}]})
-
     return {
         "openai": lambda r: json.dumps(openai.payload(r)),
         "anthropic": lambda r: json.dumps(anthropic.payload(r)),
-        "gemini": gemini_body,
+        "gemini": lambda r: json.dumps(gemini.rest_body(r)),
     }
 
 

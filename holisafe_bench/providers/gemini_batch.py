@@ -9,7 +9,12 @@ from typing import Any
 
 from holisafe_bench.providers.batch_api import BatchJobApi, JobStatus, item_error
 from holisafe_bench.providers.errors import ProviderCallError
-from holisafe_bench.providers.gemini_provider import GeminiProvider, enum_name, generate_result
+from holisafe_bench.providers.gemini_provider import (
+    GeminiProvider,
+    enum_name,
+    generate_result,
+    rest_dump,
+)
 from holisafe_bench.providers.keys import scrub
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 
@@ -93,7 +98,7 @@ class GeminiBatchApi(BatchJobApi):
                 out[custom_id] = item_error(custom_id, "no response")
             else:
                 try:
-                    out[custom_id] = generate_result(custom_id, item.response)
+                    out[custom_id] = generate_result(custom_id, rest_dump(item.response))
                 except ProviderCallError as exc:
                     out[custom_id] = item_error(custom_id, str(exc))
         return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from holisafe_bench.providers.base import ApiProvider
 from holisafe_bench.providers.client_pool import ClientPool
 from holisafe_bench.providers.errors import ProviderCallError, parse_retry_after
+from holisafe_bench.providers.images import b64
 from holisafe_bench.providers.keys import api_key, scrub
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Usage
@@ -23,26 +25,35 @@ def enum_name(value: Any) -> str:
     return str(getattr(value, "name", value) or "")
 
 
-def generate_result(request_id: str, response: Any, latency: float = 0.0) -> ChatResult:
-    """A generateContent reply (live or from a batch) as a result; malformed replies raise."""
-    meta = response.usage_metadata
-    usage = Usage(
-        input_tokens=(getattr(meta, "prompt_token_count", 0) or 0) if meta else 0,
-        output_tokens=(getattr(meta, "candidates_token_count", 0) or 0) if meta else 0,
-    )
-    feedback = response.prompt_feedback
-    if feedback is not None and feedback.block_reason:
+def generate_result(request_id: str, body: Any, latency: float = 0.0) -> ChatResult:
+    """A generateContent reply in the REST JSON shape (live, or a batch answer dumped by
+    alias) as a result; a body that is not a usable reply raises, never becomes text."""
+    try:
+        meta = body.get("usageMetadata") or {}
+        usage = Usage(
+            input_tokens=int(meta.get("promptTokenCount") or 0),
+            output_tokens=int(meta.get("candidatesTokenCount") or 0),
+        )
+        blocked = (body.get("promptFeedback") or {}).get("blockReason")
+        candidates = body.get("candidates") or []
+        candidate = candidates[0] if candidates else None
+        finish = str(candidate.get("finishReason") or "") if candidate else ""
+        parts = ((candidate or {}).get("content") or {}).get("parts") or []
+        text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str))
+    except (AttributeError, TypeError, ValueError, KeyError):
+        raise ProviderCallError(
+            "reply is not a generateContent response", retryable=False
+        ) from None
+    if blocked:
         return ChatResult(
             id=request_id,
             outcome="content_filter",
             usage=usage,
-            finish_reason=f"prompt_blocked:{enum_name(feedback.block_reason)}",
+            finish_reason=f"prompt_blocked:{blocked}",
             latency_s=latency,
         )
-    if not response.candidates:
+    if candidate is None:
         raise ProviderCallError("reply without candidates", retryable=False)
-    candidate = response.candidates[0]
-    finish = enum_name(candidate.finish_reason)
     if finish in BLOCK_FINISH:
         return ChatResult(
             id=request_id,
@@ -51,8 +62,6 @@ def generate_result(request_id: str, response: Any, latency: float = 0.0) -> Cha
             usage=usage,
             latency_s=latency,
         )
-    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
-    text = "".join(p.text for p in parts if getattr(p, "text", None))
     if not parts:
         raise ProviderCallError(f"reply without content (finish {finish})", retryable=False)
     return ChatResult(
@@ -63,6 +72,11 @@ def generate_result(request_id: str, response: Any, latency: float = 0.0) -> Cha
         usage=usage,
         latency_s=latency,
     )
+
+
+def rest_dump(response: Any) -> dict[str, Any]:
+    """A typed SDK reply in the REST JSON shape that `generate_result` reads."""
+    return response.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class GeminiProvider(ApiProvider):
@@ -107,15 +121,53 @@ class GeminiProvider(ApiProvider):
         )
         return [types.Content(role="user", parts=parts)], config
 
+    def rest_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The generateContent request in its documented REST JSON shape."""
+        parts: list[dict[str, Any]] = [
+            {"inlineData": {"mimeType": image.media_type, "data": b64(image)}}
+            for image in request.images
+        ]
+        parts.append({"text": request.text})
+        body: dict[str, Any] = {
+            "contents": [{"role": "user", "parts": parts}],
+            "generationConfig": {
+                "temperature": request.temperature,
+                "maxOutputTokens": request.max_tokens,
+            },
+        }
+        if request.system:
+            body["systemInstruction"] = {"parts": [{"text": request.system}]}
+        return body
+
+    async def _post(self, client: Any, request: ChatRequest) -> dict[str, Any]:
+        # The SDK's typed request building (walking every config field to map it to REST)
+        # costs more CPU than the HTTP call; its API client sends our REST body instead, with
+        # the same auth, base URL, timeouts and errors. If a future SDK moves that client,
+        # the public typed call is used.
+        api_client = getattr(client.aio, "_api_client", None)
+        if api_client is None or getattr(api_client, "vertexai", False):
+            contents, config = self.contents_and_config(request)
+            response = await client.aio.models.generate_content(
+                model=self.model_id, contents=contents, config=config
+            )
+            return rest_dump(response)
+        model = self.model_id if "/" in self.model_id else f"models/{self.model_id}"
+        response = await api_client.async_request(
+            "post", f"{model}:generateContent", self.rest_body(request), None
+        )
+        try:
+            return json.loads(response.body) if response.body else {}
+        except ValueError:
+            raise ProviderCallError("reply is not JSON", retryable=False) from None
+
     async def call_once(self, request: ChatRequest) -> ChatResult:
         from google.genai import errors
 
-        contents, config = self.contents_and_config(request)
         started = time.monotonic()
         try:
-            response = await self._clients.next().aio.models.generate_content(
-                model=self.model_id, contents=contents, config=config
-            )
+            body = await self._post(self._clients.next(), request)
+        except ProviderCallError:
+            raise
         except errors.APIError as exc:
             headers = dict(getattr(getattr(exc, "response", None), "headers", {}) or {})
             raise ProviderCallError(
@@ -131,7 +183,7 @@ class GeminiProvider(ApiProvider):
                 kind=kind,
                 retryable="Timeout" in name or "Connect" in name,
             ) from None
-        return generate_result(request.id, response, time.monotonic() - started)
+        return generate_result(request.id, body, time.monotonic() - started)
 
     async def aclose(self) -> None:
         await self._clients.aclose()

@@ -103,4 +103,6 @@ def received_image_then_text(vendor: str, body: dict) -> tuple[bytes, str]:
     first, last = body["contents"][-1]["parts"]
     assert "inlineData" in first or "inline_data" in first
     inline = first.get("inlineData") or first.get("inline_data")
-    return base64.urlsafe_b64decode(inline["data"]), last["text"]  # genai sends url-safe base64
+    # The JSON bytes encoding accepts standard and url-safe base64 alike.
+    data = inline["data"].replace("-", "+").replace("_", "/")
+    return base64.b64decode(data), last["text"]
