@@ -68,9 +68,10 @@ def _worker(recipe: ProviderRecipe, share: _Share, requests: Any, results: Any) 
                 retry=RetryPolicy(),
                 on_result=lambda result: results.put(("result", result)),
             )
+            # Every result is sent: the parent need not wait for the clients to close.
+            results.put(("done", window.throttled))
         finally:
             await provider.aclose()
-        results.put(("done", window.throttled))
 
     try:
         asyncio.run(main())
