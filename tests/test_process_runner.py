@@ -4,6 +4,7 @@ stay failures, and `run --processes 2` writes the same file a single process wou
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -69,3 +70,28 @@ def test_run_with_two_processes_writes_every_response_once(tmp_path, monkeypatch
     ids = [r["sample_id"] for r in lines]
     assert len(ids) == len(set(ids)) == server.count() == 95
     assert all(r["outcome"] == "ok" and r["text"].startswith("answer to ") for r in lines)
+
+
+def test_a_failure_in_the_parent_stops_the_workers_at_once(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server = openai_server(latency=0.05).start()
+    seen = []
+
+    def on_result(result) -> None:
+        seen.append(result)
+        if len(seen) == 5:
+            raise RuntimeError("the writer broke")
+
+    try:
+        recipe = ProviderRecipe("openai", "m", ApiSettings(base_url=server.base_url + "/v1"))
+        requests = (ChatRequest(id=str(i), text=f"q{i}", max_tokens=8) for i in range(2000))
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="the writer broke"):
+            run_in_processes(recipe, requests, processes=2, concurrency=8, on_result=on_result)
+        elapsed = time.monotonic() - started
+        time.sleep(0.3)  # anything still running would keep calling
+        calls = server.count()
+    finally:
+        server.stop()
+    assert elapsed < 4
+    assert calls < 200  # stopped, not drained: 2,000 requests were waiting

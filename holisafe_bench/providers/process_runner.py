@@ -143,8 +143,13 @@ def run_in_processes(
         except BaseException as exc:  # noqa: BLE001 - re-raised in the parent thread
             feed_error.append(exc)
         finally:
-            for _ in workers:
-                request_q.put(None)
+            for _ in workers:  # one end-of-work mark per worker, unless we are stopping
+                while not stop.is_set():
+                    try:
+                        request_q.put(None, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
 
     feeder = threading.Thread(target=feed, name="holisafe-feeder", daemon=True)
     feeder.start()
@@ -168,6 +173,12 @@ def run_in_processes(
                 throttled += payload
             else:
                 raise HolisafeError(f"an API worker process failed: {payload}")
+    except BaseException:
+        # Nobody will record what the workers still have queued or in flight: stop them
+        # now rather than pay for those calls (a resumed run redoes them).
+        for worker in workers:
+            worker.terminate()
+        raise
     finally:
         stop.set()
         feeder.join(timeout=5)
