@@ -12,7 +12,6 @@ Run: .venv/bin/python benchmarks/api_throughput.py [openai anthropic gemini] [--
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import math
 import multiprocessing
@@ -26,8 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image  # noqa: E402
 
 from holisafe_bench.providers.factory import create_chat_provider  # noqa: E402
-from holisafe_bench.providers.process_runner import ProviderRecipe, run_in_processes  # noqa: E402
-from holisafe_bench.providers.runner import run_api_requests  # noqa: E402
+from holisafe_bench.providers.process_runner import send_all  # noqa: E402
 from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
 from holisafe_bench.registry import ApiSettings  # noqa: E402
 from tests.fakes.vendors import anthropic_server, gemini_server, openai_server  # noqa: E402
@@ -75,23 +73,8 @@ def measure(vendor: str, n: int, processes: int = 1) -> tuple[float, int]:
 
     requests = (ChatRequest(id=str(i), text=f"q{i}", images=(image,)) for i in range(n))
 
-    async def go() -> None:
-        try:
-            await run_api_requests(provider, requests, concurrency=CONCURRENCY, on_result=count)
-        finally:
-            await provider.aclose()
-
     started = time.perf_counter()
-    if processes > 1:
-        run_in_processes(
-            ProviderRecipe.of(provider),
-            requests,
-            processes=processes,
-            concurrency=CONCURRENCY,
-            on_result=count,
-        )
-    else:
-        asyncio.run(go())
+    send_all(provider, requests, processes=processes, concurrency=CONCURRENCY, on_result=count)
     elapsed = time.perf_counter() - started
     parent.send("done")
     process.join()

@@ -129,27 +129,26 @@ def run_in_processes(
     stop = threading.Event()
     feed_error: list[BaseException] = []
 
+    def put(item: ChatRequest | None) -> bool:
+        """Queue an item, waiting for room; False once the run is stopping."""
+        while not stop.is_set():
+            try:
+                request_q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def feed() -> None:
         try:
             for request in requests:
-                while not stop.is_set():
-                    try:
-                        request_q.put(request, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(request):
                     break
         except BaseException as exc:  # noqa: BLE001 - re-raised in the parent thread
             feed_error.append(exc)
         finally:
             for _ in workers:  # one end-of-work mark per worker, unless we are stopping
-                while not stop.is_set():
-                    try:
-                        request_q.put(None, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                put(None)
 
     feeder = threading.Thread(target=feed, name="holisafe-feeder", daemon=True)
     feeder.start()
