@@ -8,7 +8,6 @@ from typing import Any
 from holisafe_bench.providers.anthropic_provider import AnthropicProvider, message_result
 from holisafe_bench.providers.batch_api import BatchJobApi, JobStatus, item_error
 from holisafe_bench.providers.errors import ProviderCallError
-from holisafe_bench.providers.sdk_errors import from_openai_style
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 
 
@@ -18,14 +17,6 @@ class AnthropicBatchApi(BatchJobApi):
     max_bytes = 240 * 10**6  # a batch may carry 256 MB
 
     provider: AnthropicProvider
-
-    async def _guard(self, operation) -> Any:
-        import anthropic
-
-        try:
-            return await operation
-        except anthropic.AnthropicError as exc:
-            raise from_openai_style(exc, self.provider._key) from None
 
     async def submit(self, items: list[tuple[str, ChatRequest]]) -> str:
         from anthropic.types.messages import MessageBatch

@@ -88,6 +88,13 @@ class AnthropicProvider(ApiProvider):
             payload["system"] = request.system
         return payload
 
+    def call_error(self, exc: Exception) -> ProviderCallError | None:
+        import anthropic
+
+        if not isinstance(exc, anthropic.AnthropicError):
+            return None
+        return from_openai_style(exc, self._key)
+
     async def call_once(self, request: ChatRequest) -> ChatResult:
         import anthropic
 
@@ -101,7 +108,7 @@ class AnthropicProvider(ApiProvider):
             body.update(body.pop("extra_body"))
             response = await self._clients.next().post("/v1/messages", body=body, cast_to=Message)
         except anthropic.AnthropicError as exc:
-            raise from_openai_style(exc, self._key) from None
+            raise self.call_error(exc) from None
         return message_result(request.id, response, time.monotonic() - started)
 
     async def aclose(self) -> None:

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 
 
@@ -28,6 +29,11 @@ class Provider:
 
 
 class ApiProvider(Provider, ABC):
+    def call_error(self, exc: Exception) -> ProviderCallError | None:
+        """The SDK's exception as the shared layer's ProviderCallError (key scrubbed), or
+        None if it is not this SDK's; used by live calls and batch control calls alike."""
+        return None
+
     @abstractmethod
     async def call_once(self, request: ChatRequest) -> ChatResult:
         """Make one attempt. Return ok/content_filter results; raise `ProviderCallError`

@@ -47,6 +47,16 @@ class BatchJobApi(ABC):
         self.provider = provider
         self._client: Any = None
 
+    async def _guard(self, operation: Any) -> Any:
+        """Await a control call, with the SDK's exceptions mapped as for live calls."""
+        try:
+            return await operation
+        except Exception as exc:
+            error = self.provider.call_error(exc)
+            if error is None:
+                raise
+            raise error from None
+
     def _sdk(self) -> Any:
         if self._client is None:  # created inside the event loop that uses it
             self._client = self.provider._make_client()

@@ -15,7 +15,6 @@ from holisafe_bench.providers.gemini_provider import (
     generate_result,
     rest_dump,
 )
-from holisafe_bench.providers.keys import scrub
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 
 _SUCCEEDED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
@@ -29,22 +28,6 @@ class GeminiBatchApi(BatchJobApi):
     max_bytes = 19 * 10**6
 
     provider: GeminiProvider
-
-    async def _guard(self, operation) -> Any:
-        from google.genai import errors
-
-        try:
-            return await operation
-        except errors.APIError as exc:
-            raise ProviderCallError(
-                scrub(f"{type(exc).__name__}: {exc}", self.provider._key),
-                status=getattr(exc, "code", None),
-            ) from None
-        except Exception as exc:
-            name = type(exc).__name__
-            if not ("Timeout" in name or "Connect" in name):
-                raise
-            raise ProviderCallError(scrub(f"{name}: {exc}", self.provider._key)) from None
 
     async def submit(self, items: list[tuple[str, ChatRequest]]) -> str:
         from google.genai import types

@@ -160,29 +160,32 @@ class GeminiProvider(ApiProvider):
         except ValueError:
             raise ProviderCallError("reply is not JSON", retryable=False) from None
 
-    async def call_once(self, request: ChatRequest) -> ChatResult:
+    def call_error(self, exc: Exception) -> ProviderCallError | None:
+        # google-genai raises APIError for HTTP statuses and lets transport errors through.
         from google.genai import errors
 
+        if isinstance(exc, errors.APIError):
+            headers = dict(getattr(getattr(exc, "response", None), "headers", {}) or {})
+            return ProviderCallError(
+                scrub(f"{type(exc).__name__}: {exc}", self._key),
+                status=getattr(exc, "code", None),
+                retry_after=parse_retry_after(headers),
+            )
+        name = type(exc).__name__
+        return ProviderCallError(
+            scrub(f"{name}: {exc}", self._key),
+            kind="timeout" if "Timeout" in name else "api_error",
+            retryable="Timeout" in name or "Connect" in name,
+        )
+
+    async def call_once(self, request: ChatRequest) -> ChatResult:
         started = time.monotonic()
         try:
             body = await self._post(self._clients.next(), request)
         except ProviderCallError:
             raise
-        except errors.APIError as exc:
-            headers = dict(getattr(getattr(exc, "response", None), "headers", {}) or {})
-            raise ProviderCallError(
-                scrub(f"{type(exc).__name__}: {exc}", self._key),
-                status=getattr(exc, "code", None),
-                retry_after=parse_retry_after(headers),
-            ) from None
         except Exception as exc:
-            name = type(exc).__name__
-            kind = "timeout" if "Timeout" in name else "api_error"
-            raise ProviderCallError(
-                scrub(f"{name}: {exc}", self._key),
-                kind=kind,
-                retryable="Timeout" in name or "Connect" in name,
-            ) from None
+            raise self.call_error(exc) from None
         return generate_result(request.id, body, time.monotonic() - started)
 
     async def aclose(self) -> None:

@@ -5,12 +5,10 @@ files (`GET /v1/files/{id}/content`)."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from holisafe_bench.providers.batch_api import BatchJobApi, JobStatus, item_error
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.openai_provider import BLOCK_CODES, OpenAIProvider, completion_result
-from holisafe_bench.providers.sdk_errors import from_openai_style
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 
 _ENDED = {"completed", "failed", "expired", "cancelled"}
@@ -23,14 +21,6 @@ class OpenAIBatchApi(BatchJobApi):
     max_bytes = 190 * 10**6  # the input file may hold 200 MB
 
     provider: OpenAIProvider
-
-    async def _guard(self, operation) -> Any:
-        import openai
-
-        try:
-            return await operation
-        except openai.OpenAIError as exc:
-            raise from_openai_style(exc, self.provider._key) from None
 
     async def submit(self, items: list[tuple[str, ChatRequest]]) -> str:
         lines = (

@@ -111,6 +111,11 @@ class OpenAIProvider(ApiProvider):
             payload["temperature"] = request.temperature
         return payload
 
+    def call_error(self, exc: Exception) -> ProviderCallError | None:
+        import openai
+
+        return from_openai_style(exc, self._key) if isinstance(exc, openai.OpenAIError) else None
+
     async def call_once(self, request: ChatRequest) -> ChatResult:
         import openai
 
@@ -127,9 +132,9 @@ class OpenAIProvider(ApiProvider):
                 return ChatResult(
                     id=request.id, outcome="content_filter", finish_reason=error_code(exc)
                 )
-            raise from_openai_style(exc, self._key) from None
+            raise self.call_error(exc) from None
         except openai.OpenAIError as exc:
-            raise from_openai_style(exc, self._key) from None
+            raise self.call_error(exc) from None
         try:
             body = json.loads(raw)
         except ValueError:
