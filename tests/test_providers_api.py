@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ssl
 import time
 
 import pytest
 from PIL import Image
 
 from holisafe_bench.errors import HolisafeError
+from holisafe_bench.providers.client_pool import shared_ssl_context
 from holisafe_bench.providers.factory import create_chat_provider
 from holisafe_bench.providers.retry import RetryPolicy
 from holisafe_bench.providers.runner import run_api_requests
@@ -185,3 +187,20 @@ def test_many_requests_each_get_exactly_one_result(vendor):
     results = _run(provider, [_req(i) for i in range(40)], concurrency=8)
     assert sorted(results, key=int) == [str(i) for i in range(40)]
     assert all(r.outcome == "ok" for r in results.values())
+
+
+def test_pooled_clients_share_one_verifying_tls_context(vendor, monkeypatch):
+    name, server, provider = vendor
+    shared = shared_ssl_context()
+    built = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(
+        ssl, "create_default_context", lambda *a, **k: built.append(a or k) or real(*a, **k)
+    )
+    wide = create_chat_provider(
+        name, provider.model_id, api=provider.api.model_copy(update={"concurrency": 32})
+    )
+    results = _run(wide, [_req(i) for i in range(12)], concurrency=32)
+    assert len(results) == 12 and all(r.outcome == "ok" for r in results.values())
+    assert built == []  # four pooled clients, no CA bundle loaded again
+    assert shared.verify_mode == ssl.CERT_REQUIRED and shared.check_hostname

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from holisafe_bench.providers.base import ApiProvider
-from holisafe_bench.providers.client_pool import ClientPool
+from holisafe_bench.providers.client_pool import ClientPool, shared_ssl_context
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.images import b64
 from holisafe_bench.providers.keys import api_key
@@ -59,13 +59,14 @@ class AnthropicProvider(ApiProvider):
         return {"provider": self.provider_name, "model": self.model_id}
 
     def _make_client(self) -> Any:
-        from anthropic import AsyncAnthropic
+        from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
         return AsyncAnthropic(
             api_key=self._key,
             base_url=self.api.base_url,
             max_retries=0,  # the shared layer retries
             timeout=self.api.timeout_s,
+            http_client=DefaultAsyncHttpxClient(verify=shared_ssl_context()),
         )
 
     def payload(self, request: ChatRequest) -> dict[str, Any]:

@@ -5,10 +5,23 @@ costs more CPU than the request itself. Eight connections per client keeps it ch
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 CONNECTIONS_PER_CLIENT = 8
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The TLS context every SDK client would otherwise build for itself (the same default
+    trust store and environment settings), built once per process: loading the CA bundle
+    takes ~40 ms, paid per client, and a pool creates its clients inside a running event loop,
+    where that time stalls every call."""
+    import httpx2  # the SDKs' HTTP library
+
+    return httpx2.create_ssl_context()
 
 
 class ClientPool:

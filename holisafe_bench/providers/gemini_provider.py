@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from holisafe_bench.providers.base import ApiProvider
-from holisafe_bench.providers.client_pool import ClientPool
+from holisafe_bench.providers.client_pool import ClientPool, shared_ssl_context
 from holisafe_bench.providers.errors import ProviderCallError, parse_retry_after
 from holisafe_bench.providers.images import b64
 from holisafe_bench.providers.keys import api_key, scrub
@@ -98,9 +98,14 @@ class GeminiProvider(ApiProvider):
         from google import genai
         from google.genai import types
 
+        tls = shared_ssl_context()
         options: dict[str, Any] = {
             "timeout": int(self.api.timeout_s * 1000),
             "retry_options": types.HttpRetryOptions(attempts=1),  # the shared layer retries
+            # httpx takes the context as `verify`; the SDK's aiohttp/websocket side, which it
+            # also sets up on every client, as `ssl`.
+            "client_args": {"verify": tls},
+            "async_client_args": {"verify": tls, "ssl": tls},
         }
         if self.api.base_url:
             options["base_url"] = self.api.base_url

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from holisafe_bench.providers.base import ApiProvider
-from holisafe_bench.providers.client_pool import ClientPool
+from holisafe_bench.providers.client_pool import ClientPool, shared_ssl_context
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.images import data_url
 from holisafe_bench.providers.keys import api_key
@@ -85,13 +85,14 @@ class OpenAIProvider(ApiProvider):
         }
 
     def _make_client(self) -> Any:
-        from openai import AsyncOpenAI
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
         return AsyncOpenAI(
             api_key=self._key or "not-needed",
             base_url=self.api.base_url,
             max_retries=0,  # the shared layer retries
             timeout=self.api.timeout_s,
+            http_client=DefaultAsyncHttpxClient(verify=shared_ssl_context()),
         )
 
     def payload(self, request: ChatRequest) -> dict[str, Any]:

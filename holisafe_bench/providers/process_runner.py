@@ -82,13 +82,18 @@ def _worker(recipe: ProviderRecipe, share: _Share, requests: Any, results: Any) 
 _SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "gemini": "google.genai"}
 
 
-def _import_sdk(provider: str) -> None:
+def _prepare_for_fork(provider: str) -> None:
+    """Import the SDK and build the shared TLS context once here, for every worker to
+    inherit instead of each paying for them while its first calls wait."""
     import importlib
+
+    from holisafe_bench.providers.client_pool import shared_ssl_context
 
     importlib.import_module("holisafe_bench.providers.factory")
     importlib.import_module("holisafe_bench.providers.runner")
     if provider in _SDK_MODULES:
         importlib.import_module(_SDK_MODULES[provider])
+        shared_ssl_context()
 
 
 def _start_method() -> str:
@@ -111,7 +116,7 @@ def run_in_processes(
     `requests` is consumed lazily in a feeder thread; `on_result` runs in this thread."""
     method = _start_method()
     if method == "fork":
-        _import_sdk(recipe.provider)  # once here, inherited by every worker
+        _prepare_for_fork(recipe.provider)
     ctx = get_context(method)
     share = _Share(
         max(1, concurrency // processes),
