@@ -1,8 +1,9 @@
 """LLM-judge performance, measured through the real judge stage and OpenAI SDK against a
 fake server in its own process (issue: LLM judges):
 
-1. 4,031 judge calls at concurrency 64, 200 ms latency: within 1.15x the floor; in one
-   process and over two worker processes (`judge --processes 2`). The time covers the whole
+1. 4,031 judge calls at concurrency 64, 200 ms latency: within 1.15x the floor, with the
+   default worker processes (one per 32 concurrent calls, up to the CPU count), and in one
+   process (`judge --processes 1`) for comparison. The time covers the whole
    judge stage (reading responses, hashing images, the cache, writing verdicts) but not the
    one-off import of the openai SDK, which is printed separately.
 2. A fake enforcing 600 requests per minute with 429s, time scaled by 1/10 (600 requests
@@ -31,6 +32,7 @@ from holisafe_bench.dataset.synthetic import write_synthetic  # noqa: E402
 from holisafe_bench.judging.options import JudgeOptions  # noqa: E402
 from holisafe_bench.judging.stage import judge_model  # noqa: E402
 from holisafe_bench.paths import ResultsLayout  # noqa: E402
+from holisafe_bench.providers.process_runner import worker_count  # noqa: E402
 from holisafe_bench.registry import get_judge, get_model  # noqa: E402
 from holisafe_bench.run_stage import RunOptions, run_model  # noqa: E402
 from tests.fakes.server import FakeRequest, FakeResponse, FakeServer  # noqa: E402
@@ -120,7 +122,8 @@ def main() -> None:
         import openai  # noqa: F401 - a one-off cost per process, kept out of the timings
 
         print(f"openai SDK import: {time.perf_counter() - started:.2f} s (one-off, not timed)")
-        for processes in (1, 2):
+        workers = worker_count(None, concurrency=CONCURRENCY, calls=N)
+        for processes, label in ((None, f"default ({workers} processes)"), (1, "--processes 1")):
             if layout.judge_cache().exists():
                 layout.judge_cache().unlink()  # measure real calls, not cache hits
             fake = Fake("latency")
@@ -128,12 +131,13 @@ def main() -> None:
                 layout, data, fake.url, concurrency=CONCURRENCY, processes=processes, overwrite=True
             )
             counts = fake.finish()
+            verdict = "met" if elapsed / floor <= 1.15 else "NOT met"
             print(
                 f"1. {N} calls, concurrency {CONCURRENCY}, {LATENCY * 1000:.0f} ms latency, "
-                f"--processes {processes}: {elapsed:.2f} s vs floor {floor:.2f} s -> ratio "
-                f"{elapsed / floor:.3f} (target <= 1.15: "
-                f"{'met' if elapsed / floor <= 1.15 else 'NOT met'}); "
-                f"server answered {counts['ok']}"
+                f"{label}: {elapsed:.2f} s vs floor {floor:.2f} s -> ratio "
+                f"{elapsed / floor:.3f} (target <= 1.15: {verdict}"
+                f"{'' if processes is None else ', for comparison only'}"
+                f"); server answered {counts['ok']}"
             )
 
         layout.judge_cache().unlink()  # measure real calls, not cache hits

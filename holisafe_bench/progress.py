@@ -19,7 +19,12 @@ from rich.progress import (
 
 
 class StageProgress:
-    """Advance with `advance(**counters)`; counters (e.g. errors=1) are summed and shown."""
+    """Advance with `advance(**counters)`; counters (e.g. errors=1) are summed and shown.
+
+    The bar is drawn from the first `advance` on, not from the stage's start: Rich redraws it
+    from a thread, and a stage forks its API worker processes before its first result, which
+    is only safe (and fast) while this process has a single thread; otherwise the workers
+    are spawned and import everything again (process_runner)."""
 
     def __init__(self, progress: Progress | None = None, task_id: TaskID | None = None) -> None:
         self._progress = progress
@@ -31,6 +36,8 @@ class StageProgress:
             self.counters[key] = self.counters.get(key, 0) + value
         if self._progress is None or self._task_id is None:
             return
+        if not self._progress.live.is_started:
+            self._progress.start()
         shown = "  ".join(f"{k} {_fmt(v)}" for k, v in self.counters.items() if v)
         self._progress.update(self._task_id, advance=n, counters=shown)
         speed = self._progress.tasks[0].speed
@@ -60,6 +67,8 @@ def stage_progress(
         TextColumn("{task.fields[counters]}"),
         console=Console(stderr=True),
     )
-    with progress:
-        task_id = progress.add_task(description, total=total, counters="", rate="")
+    task_id = progress.add_task(description, total=total, counters="", rate="")
+    try:
         yield StageProgress(progress, task_id)
+    finally:
+        progress.stop()  # a no-op if nothing was ever drawn

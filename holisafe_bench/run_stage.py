@@ -59,7 +59,9 @@ class RunOptions:
     system_prompt: str | None = None
     concurrency: int | None = None
     batch_size: int | None = None
-    processes: int = 1  # API models: worker processes sharing the concurrency
+    # API models: worker processes sharing the concurrency; None = by the concurrency and
+    # the CPUs (process_runner.worker_count).
+    processes: int | None = None
 
 
 @dataclass
@@ -320,10 +322,12 @@ def _run_api(
     options: RunOptions,
     record: Callable[[ResponseRecord], None],
 ) -> None:
-    from holisafe_bench.providers.process_runner import send_all
+    from holisafe_bench.providers.process_runner import send_all, worker_count
 
     by_id: dict[str, Sample] = {}
-    if options.processes > 1:
+    concurrency = options.concurrency or spec.api.concurrency
+    processes = worker_count(options.processes, concurrency=concurrency, calls=len(todo))
+    if processes > 1:
         # Requests are then built in a feeder thread, which records unbuildable samples
         # while this thread records results: one writer, behind a lock.
         record = _locked(record)
@@ -339,8 +343,8 @@ def _run_api(
     send_all(
         provider,
         requests(),
-        processes=options.processes,
-        concurrency=options.concurrency or spec.api.concurrency,
+        processes=processes,
+        concurrency=concurrency,
         rpm=spec.api.requests_per_minute,
         tpm=spec.api.tokens_per_minute,
         on_result=on_result,

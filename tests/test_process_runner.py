@@ -11,7 +11,11 @@ from typer.testing import CliRunner
 
 from holisafe_bench.cli.main import app
 from holisafe_bench.dataset.synthetic import write_synthetic
-from holisafe_bench.providers.process_runner import ProviderRecipe, run_in_processes
+from holisafe_bench.providers.process_runner import (
+    ProviderRecipe,
+    run_in_processes,
+    worker_count,
+)
 from holisafe_bench.providers.types import ChatRequest
 from holisafe_bench.registry import ApiSettings
 from tests.fakes.server import FakeResponse
@@ -23,6 +27,17 @@ SERVERS = {
     "anthropic": (anthropic_server, "ANTHROPIC_API_KEY"),
     "gemini": (gemini_server, "GEMINI_API_KEY"),
 }
+
+
+def test_worker_count_follows_the_concurrency_within_the_cpus(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert worker_count(3, concurrency=64, calls=10) == 3  # asked for: always honoured
+    assert worker_count(None, concurrency=32, calls=4031) == 1
+    assert worker_count(None, concurrency=64, calls=4031) == 2
+    assert worker_count(None, concurrency=1000, calls=100_000) == 8  # no more than the CPUs
+    assert worker_count(None, concurrency=64, calls=255) == 1  # under four rounds of calls
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
+    assert worker_count(None, concurrency=64, calls=4031) == 1
 
 
 @pytest.mark.parametrize("vendor", sorted(SERVERS))

@@ -42,10 +42,11 @@ def judge_cmd(
     ),
     concurrency: int = typer.Option(None, "--concurrency", help="[LLM] parallel judge calls."),
     processes: int = typer.Option(
-        1,
+        None,
         "--processes",
         min=1,
-        help="[LLM] spread the calls (and the concurrency) over this many worker processes.",
+        help="[LLM] spread the calls (and the concurrency) over this many worker processes "
+        "(default: one per 32 concurrent calls, up to the CPU count; 1 for short runs).",
     ),
     batch: bool = typer.Option(
         False,

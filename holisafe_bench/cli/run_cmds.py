@@ -56,12 +56,13 @@ def run_cmd(
     ),
     concurrency: int = typer.Option(None, "--concurrency", help="Parallel API requests."),
     processes: int = typer.Option(
-        1,
+        None,
         "--processes",
         min=1,
         help="API models: spread the requests (and the concurrency) over this many worker "
         "processes; the SDKs cost 3-5 ms of CPU per request, so one process tops out at a "
-        "few hundred requests per second.",
+        "few hundred requests per second (default: one per 32 concurrent requests, up to the "
+        "CPU count; 1 for short runs).",
     ),
     batch_size: int = typer.Option(None, "--batch-size", help="Requests per engine batch."),
     tensor_parallel_size: int = typer.Option(

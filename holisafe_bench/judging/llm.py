@@ -369,7 +369,7 @@ def _call_judge(
     console: Console,
 ) -> float:
     from holisafe_bench.providers.factory import create_chat_provider
-    from holisafe_bench.providers.process_runner import send_all
+    from holisafe_bench.providers.process_runner import send_all, worker_count
 
     api = _judge_api(judge, options)
     provider = create_chat_provider(judge.provider, model_id, api=api)
@@ -398,7 +398,9 @@ def _call_judge(
         send_all(
             provider,
             requests(),
-            processes=options.processes,
+            processes=worker_count(
+                options.processes, concurrency=api.concurrency, calls=len(pending)
+            ),
             concurrency=api.concurrency,
             rpm=options.requests_per_minute or api.requests_per_minute,
             tpm=options.tokens_per_minute or api.tokens_per_minute,

@@ -16,7 +16,9 @@ class JudgeOptions:
     max_invalid: float | None = None
     # LLM judges only:
     concurrency: int | None = None
-    processes: int = 1  # worker processes sharing the concurrency (see process_runner.py)
+    # Worker processes sharing the concurrency; None = by the concurrency and the CPUs
+    # (process_runner.worker_count).
+    processes: int | None = None
     batch: bool = False
     batch_poll_seconds: float = 30.0
     batch_no_wait: bool = False  # submit, record in the ledger, and return; collect later
