@@ -38,14 +38,17 @@ class StageProgress:
             return
         if not self._progress.live.is_started:
             self._progress.start()
-        shown = "  ".join(f"{k} {_fmt(v)}" for k, v in self.counters.items() if v)
+        shown = "  ".join(_show(k, v) for k, v in self.counters.items())
         self._progress.update(self._task_id, advance=n, counters=shown)
         speed = self._progress.tasks[0].speed
         self._progress.update(self._task_id, rate=f"{speed:.1f}/s" if speed else "")
 
 
-def _fmt(value: float) -> str:
-    return f"{value:g}" if float(value).is_integer() else f"{value:.4g}"
+def _show(key: str, value: float) -> str:
+    """`invalid 0`, `error 3`; a `*_usd` counter as money: `spend $0.0312`."""
+    if key.endswith("_usd"):
+        return f"{key.removesuffix('_usd')} ${value:.4f}"
+    return f"{key} {value:g}" if float(value).is_integer() else f"{key} {value:.4g}"
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ def test_bar_has_no_thread_until_the_first_result_then_shows_counts(monkeypatch)
     assert set(threading.enumerate()) == before
     drawn = terminal.getvalue()
     assert "judge demo" in drawn and "3/3" in drawn
-    assert "invalid 1" in drawn and "spend_usd 0.25" in drawn
+    assert "invalid 1" in drawn and "spend $0.2500" in drawn
     assert progress.counters == {"invalid": 1, "spend_usd": 0.25}
 
 
