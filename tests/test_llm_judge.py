@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +13,7 @@ from holisafe_bench.cli.main import app
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.judging.parser import parse_label
 from holisafe_bench.judging.template import load_template
+from holisafe_bench.providers.retry import RetryPolicy
 from tests.conftest import KEY
 from tests.fakes.server import FakeResponse
 from tests.fakes.vendors import anthropic_server, openai_completion, openai_server
@@ -113,6 +116,61 @@ def test_judging_with_faults_every_sample_ends_valid_or_invalid_with_a_reason(kw
         assert res.exit_code == 0, res.output
         assert server.count("/chat/completions") == before
         assert all(v["cached"] for v in _verdicts(out).values())
+    finally:
+        server.stop()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_transport_faults_end_as_verdicts_or_reasons_never_gaps(kw_run, tmp_path, monkeypatch):
+    data, out = kw_run
+    fast = functools.partial(
+        RetryPolicy, max_attempts=3, initial_wait=0.01, max_wait=0.02, max_total_seconds=10
+    )
+    monkeypatch.setattr("holisafe_bench.providers.retry.RetryPolicy", fast)
+    declaration = (Path(__file__).parents[1] / "judges" / "gpt4o.toml").read_text()
+    judge = tmp_path / "gpt4o-short-timeout.toml"
+    judge.write_text(declaration.replace("[api]\n", "[api]\ntimeout_s = 0.5\n"))
+    server = openai_server(reply=lambda text: "<label>True</label>").start()
+    limited = FakeResponse(429, {"error": {"message": "slow down"}}, headers={"retry-after": "0"})
+    down = FakeResponse(500, {"error": {"message": "down"}})
+    fine = FakeResponse(body=openai_completion("gpt-4o", "<label>True</label>"))
+    try:
+        # Concurrency 1: the calls and their retries meet these replies in this order.
+        server.inject(
+            *[limited, limited, fine],  # a 429 storm, then through on the third attempt
+            *[down, fine],  # one 500, then through
+            *[down, down, down],  # 500 every time: gives up after 3 attempts
+            FakeResponse(200, b"{not json"),  # malformed JSON: not retried
+            *[FakeResponse(delay=0.8)] * 3,  # past the 0.5 s timeout on every attempt
+        )
+        args = ["judge", "--judge", str(judge), "--model", "kw", "-d", str(data)]
+        args += ["--out", str(out), "--base-url", server.base_url + "/v1", "--concurrency", "1"]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        calls = server.count("/chat/completions")
+        assert calls == 90 + 3 + 2 + 3 + 1 + 3
+        lines = (out / "kw" / "verdicts" / "gpt4o.jsonl").read_text().splitlines()
+        verdicts = {v["sample_id"]: v for v in map(json.loads, lines)}
+        assert len(verdicts) == 95
+        invalid = {v["sample_id"]: v for v in verdicts.values() if v["invalid"]}
+        assert sorted(v["invalid"] for v in invalid.values()) == [
+            "api_error",
+            "api_error",
+            "timeout",
+        ]
+        assert all(v["detail"] for v in invalid.values())  # each says what went wrong
+        assert any("after 3 attempts" in v["detail"] for v in invalid.values())
+        assert sum(v["follows"] is True for v in verdicts.values()) == 92
+        manifest = json.loads((out / "kw" / "verdicts" / "gpt4o.json").read_text())
+        assert manifest["counts"]["valid"] + manifest["counts"]["invalid"] == 95
+        assert manifest["counts"]["invalid_api_error"] == 2
+        assert manifest["counts"]["invalid_timeout"] == 1
+
+        res = runner.invoke(app, args)  # a re-run redoes the three failures only
+        assert res.exit_code == 0, res.output
+        assert server.count("/chat/completions") == calls + 3
     finally:
         server.stop()
     for path in out.rglob("*"):
