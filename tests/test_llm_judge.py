@@ -51,11 +51,11 @@ def _reply_by_text(prompt_marker: str = "<label>True</label>"):
     return lambda text: prompt_marker
 
 
-def _judge(out, data, url, *extra):
+def _judge(out, data, url, *extra, judge="gpt4o"):
     args = [
         "judge",
         "--judge",
-        "gpt4o",
+        judge,
         "--model",
         "kw",
         "-d",
@@ -145,14 +145,11 @@ def test_transport_faults_end_as_verdicts_or_reasons_never_gaps(kw_run, tmp_path
             FakeResponse(200, b"{not json"),  # malformed JSON: not retried
             *[FakeResponse(delay=0.8)] * 3,  # past the 0.5 s timeout on every attempt
         )
-        args = ["judge", "--judge", str(judge), "--model", "kw", "-d", str(data)]
-        args += ["--out", str(out), "--base-url", server.base_url + "/v1", "--concurrency", "1"]
-        res = runner.invoke(app, args)
+        res = _judge(out, data, server.base_url, "--concurrency", "1", judge=str(judge))
         assert res.exit_code == 0, res.output
         calls = server.count("/chat/completions")
         assert calls == 90 + 3 + 2 + 3 + 1 + 3
-        lines = (out / "kw" / "verdicts" / "gpt4o.jsonl").read_text().splitlines()
-        verdicts = {v["sample_id"]: v for v in map(json.loads, lines)}
+        verdicts = _verdicts(out)
         assert len(verdicts) == 95
         invalid = {v["sample_id"]: v for v in verdicts.values() if v["invalid"]}
         assert sorted(v["invalid"] for v in invalid.values()) == [
@@ -168,7 +165,8 @@ def test_transport_faults_end_as_verdicts_or_reasons_never_gaps(kw_run, tmp_path
         assert manifest["counts"]["invalid_api_error"] == 2
         assert manifest["counts"]["invalid_timeout"] == 1
 
-        res = runner.invoke(app, args)  # a re-run redoes the three failures only
+        # A re-run redoes the three failures only.
+        res = _judge(out, data, server.base_url, "--concurrency", "1", judge=str(judge))
         assert res.exit_code == 0, res.output
         assert server.count("/chat/completions") == calls + 3
     finally:
