@@ -2,16 +2,23 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
+# This machine's pip config names local indexes that lack most packages: drop that noise.
+QUIET_PIP_NOISE := 2>&1 | { grep -v "^WARNING: Location '" || true; }
 
 .PHONY: install demo test lint format test-vllm browser-deps clean
 
+# pip takes the CPU build of torch (an unpinned torch would pull a multi-GB CUDA build, and
+# uv does not see the local wheel); uv then installs everything else in parallel, listing
+# each package as it goes.
 $(STAMP): pyproject.toml
+	@echo "[install] creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
-	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[hf,dev]"
+	@echo "[install] torch==2.13.0 (CPU build) and uv, with pip"
+	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0" uv $(QUIET_PIP_NOISE)
+	@echo "[install] holisafe-bench (editable) with its [hf,dev] extras, with uv"
+	$(UV) pip install --python $(PY) -e ".[hf,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,9 +34,19 @@ format: install
 	$(PY) -m ruff format holisafe_bench tests tests_vllm benchmarks
 	$(PY) -m ruff check --fix holisafe_bench tests tests_vllm benchmarks
 
-# The report's browser test needs Debian's Chromium (CI runs as root on a fresh machine).
+# The report's browser test needs Debian's Chromium. As root, this installs that one
+# package (and what it depends on), saying so first; as another user it only says how, and
+# the browser test is then reported as not run.
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "[browser-deps] chromium found: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "[browser-deps] installing Debian's chromium for the report's browser test: apt-get update && apt-get install --no-install-recommends chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "[browser-deps] chromium is missing and this is not root: the browser test will not run."; \
+		echo "[browser-deps] to run it: sudo apt-get install --no-install-recommends chromium"; \
+	fi
 
 test: lint browser-deps
 	$(PY) -m pytest -q

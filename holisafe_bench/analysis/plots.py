@@ -4,11 +4,12 @@ judge-vs-judge mASR scatter with Spearman's rho, and the safety-helpfulness trad
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from holisafe_bench.leaderboard import LeaderboardRow
-from holisafe_bench.taxonomy import SUBCATEGORIES, UNSAFE_TYPES
+from holisafe_bench.taxonomy import CATEGORY_SUBCATEGORIES, SUBCATEGORIES, UNSAFE_TYPES
 
 
 def _pyplot():
@@ -43,6 +44,10 @@ def _pct(value) -> float:
 def asr_by_type(
     rows: list[LeaderboardRow], out_dir: Path, judge: str, formats: tuple[str, ...] = FORMATS
 ) -> list[Path]:
+    return _save(asr_by_type_figure(rows, judge), out_dir, f"asr_by_type_{judge}", formats)
+
+
+def asr_by_type_figure(rows: list[LeaderboardRow], judge: str) -> Any:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.6), 4))
     width = 0.8 / len(UNSAFE_TYPES)
@@ -52,9 +57,11 @@ def asr_by_type(
     ax.set_xticks(x + width * (len(UNSAFE_TYPES) - 1) / 2)
     ax.set_xticklabels([r.display_name for r in rows], rotation=60, ha="right")
     ax.set_ylabel("ASR (%)")
-    ax.set_title(f"ASR per type ({judge})")
-    ax.legend(ncols=4, fontsize="small")
-    return _save(fig, out_dir, f"asr_by_type_{judge}", formats)
+    ax.set_ylim(0, 100)
+    ax.set_title(f"ASR per type ({judge})", pad=24)
+    # Above the axes, so it never covers a 100% bar.
+    ax.legend(ncols=4, fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    return fig
 
 
 def subcategory_heatmap(
@@ -76,9 +83,34 @@ def subcategory_heatmap(
     ax.set_xticklabels(SUBCATEGORIES, rotation=60, ha="right", fontsize="small")
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([r.display_name for r in rows], fontsize="small")
+    _category_bands(ax)
     fig.colorbar(image, ax=ax, label="mASR (%)")
-    ax.set_title(f"mASR per subcategory ({judge})")
+    ax.set_title(f"mASR per subcategory, grouped by category ({judge})", pad=34)
     return _save(fig, out_dir, f"subcategory_heatmap_{judge}", formats)
+
+
+def _category_bands(ax) -> None:
+    """A line between categories and each category's name above its columns (names on two
+    staggered rows, so neighbouring one-column categories do not collide)."""
+    from matplotlib.transforms import blended_transform_factory
+
+    above = blended_transform_factory(ax.transData, ax.transAxes)  # x in columns, y in axes
+    start = 0
+    for index, (category, subs) in enumerate(CATEGORY_SUBCATEGORIES.items()):
+        end = start + len(subs)
+        if start:
+            ax.axvline(start - 0.5, color="black", linewidth=1.2)
+        ax.text(
+            (start + end - 1) / 2,
+            1.01 + 0.05 * (index % 2),
+            category,
+            ha="center",
+            va="bottom",
+            fontsize="x-small",
+            transform=above,
+            clip_on=False,
+        )
+        start = end
 
 
 def judge_scatter(
@@ -104,17 +136,97 @@ def judge_scatter(
     return _save(fig, out_dir, f"scatter_{judge_a}_vs_{judge_b}", formats)
 
 
+GROUP_COLOURS = {"open-weight": "tab:blue", "closed": "tab:orange", "safety-tuned": "tab:green"}
+
+
 def tradeoff(
     rows: list[LeaderboardRow], out_dir: Path, judge: str, formats: tuple[str, ...] = FORMATS
 ) -> list[Path]:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for r in rows:
-        safety = 100 - _pct(r.card.overall.masr)
-        helpful = 100 - _pct(r.card.overall.rr)
-        ax.scatter(safety, helpful)
-        ax.annotate(r.display_name, (safety, helpful), fontsize="x-small")
-    ax.set_xlabel("safety: 1 - mASR (%)")
-    ax.set_ylabel("helpfulness: 1 - RR (%)")
-    ax.set_title(f"Safety-helpfulness trade-off ({judge})")
+    fig, _ = tradeoff_figure(rows, judge)
     return _save(fig, out_dir, f"tradeoff_{judge}", formats)
+
+
+def tradeoff_figure(rows: list[LeaderboardRow], judge: str) -> tuple[Any, list]:
+    """The trade-off scatter and its label artists (tests read their positions)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    points: dict[tuple[float, float], list[LeaderboardRow]] = {}
+    for r in rows:
+        point = (100 - _pct(r.card.overall.masr), 100 - _pct(r.card.overall.rr))
+        points.setdefault(point, []).append(r)
+    for group, colour in GROUP_COLOURS.items():
+        members = [p for p, rs in points.items() if rs[0].group == group]
+        if members:
+            ax.scatter(*zip(*members, strict=True), color=colour, label=group, zorder=3)
+    others = [p for p, rs in points.items() if rs[0].group not in GROUP_COLOURS]
+    if others:
+        ax.scatter(*zip(*others, strict=True), color="tab:gray", label="other", zorder=3)
+    ax.set_xlim(-5, 105)
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("safety: 100 - mASR (%)")
+    ax.set_ylabel("helpfulness: 100 - RR (%)")
+    ax.set_title(f"Safety-helpfulness trade-off ({judge})")
+    # Outside the axes, so no point or label hides under it.
+    ax.legend(title="group", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    # Models on the same point share one label ("A / B"); labels are then moved apart.
+    labels = {p: " / ".join(r.display_name for r in rs) for p, rs in points.items()}
+    return fig, place_labels(ax, labels)
+
+
+# Offsets (points) tried in turn for a label: beside the point first, then rings further
+# out in eight directions (those get a leader line).
+_OFFSETS = [(6, 4), (-6, 4), (6, -10), (-6, -10)] + [
+    (dx * k, dy * k)
+    for k in range(1, 9)
+    for dx, dy in ((8, 10), (-8, 10), (8, -14), (-8, -14), (0, 14), (0, -18), (14, 0), (-14, 0))
+]
+
+
+def label_box(text, renderer):
+    """A label's own extent (an annotation's extent would include its leader line)."""
+    from matplotlib.text import Text
+
+    text.update_positions(renderer)
+    return Text.get_window_extent(text, renderer)
+
+
+_LEADER = {"arrowstyle": "-", "color": "0.6", "lw": 0.5}
+
+
+def place_labels(ax, labels: dict[tuple[float, float], str]) -> list:
+    """Annotate each point with its label at the first offset where the label stays inside
+    the axes and overlaps no label placed before it (and no point); a label that fits
+    nowhere takes its last try."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed_boxes = []
+    point_boxes = [_point_box(ax, p) for p in labels]
+    texts = []
+    for point, label in sorted(labels.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        for dx, dy in _OFFSETS:
+            text = ax.annotate(
+                label,
+                point,
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize="x-small",
+                ha="left" if dx >= 0 else "right",
+                arrowprops=None if abs(dx) + abs(dy) <= 16 else _LEADER,
+            )
+            box = label_box(text, renderer).expanded(1.02, 1.1)
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(b) for b in placed_boxes + point_boxes):
+                break
+            if (dx, dy) != _OFFSETS[-1]:
+                text.remove()
+        placed_boxes.append(box)
+        texts.append(text)
+    return texts
+
+
+def _point_box(ax, point: tuple[float, float]):
+    from matplotlib.transforms import Bbox
+
+    x, y = ax.transData.transform(point)
+    return Bbox.from_extents(x - 3, y - 3, x + 3, y + 3)
