@@ -58,7 +58,7 @@ def run_demo(out: Path, *, limit: int | None = None, say=print) -> DemoResult:
             RunOptions(overwrite=True),
             on_record=lambda rec: progress.advance(**{rec.outcome: 1}),
         )
-    say(f"    {dict(run.outcomes)} in {run.elapsed_s:.1f}s -> {run.output}")
+    say(f"    {_outcome_words(run.outcomes)} in {run.elapsed_s:.1f} s -> {run.output}")
     judge = get_judge(DEMO_JUDGE)
     summary = judge_model(DEMO_MODEL, judge, layout, JudgeOptions(overwrite=True))
     say(f"3/4 judge: {judge.display_name}: {summary.valid} valid, {summary.invalid} invalid")
@@ -68,3 +68,9 @@ def run_demo(out: Path, *, limit: int | None = None, say=print) -> DemoResult:
     say(table)
     say(WARNING)
     return DemoResult(out, len(samples), table)
+
+
+def _outcome_words(outcomes: dict[str, int]) -> str:
+    """'95 answered, 0 blocked, 0 failed': every outcome named, zeros included."""
+    names = (("ok", "answered"), ("content_filter", "blocked"), ("error", "failed"))
+    return ", ".join(f"{outcomes.get(key, 0)} {word}" for key, word in names)

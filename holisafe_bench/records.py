@@ -91,8 +91,13 @@ class ResponseRecord(BaseModel):
 
     def fingerprint(self) -> str:
         """Identifies what was answered, so a verdict can tell whether it is still current."""
-        payload = f"{self.outcome}\x00{self.text or ''}"
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        return response_fingerprint(self.outcome, self.text)
+
+
+def response_fingerprint(outcome: str, text: str | None) -> str:
+    """A response's fingerprint from its fields (fast readers hash raw JSON with this)."""
+    payload = f"{outcome}\x00{text or ''}"
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 class VerdictRecord(BaseModel):
@@ -141,6 +146,20 @@ class Manifest(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
 
 
+class Invocation(BaseModel):
+    """One invocation of a resumable stage: when it ran and what it did."""
+
+    model_config = ConfigDict(extra="allow")
+
+    started_at: str = Field(default_factory=utc_now)
+    finished_at: str | None = None  # None: still running, or killed
+    elapsed_s: float | None = None
+    selected: int = 0
+    attempted: int = 0  # samples this invocation had to do (the rest were done before)
+    outcomes: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+
+
 class RunManifest(Manifest):
     stage: str = "run"
     model: str
@@ -149,7 +168,8 @@ class RunManifest(Manifest):
     provider: str | None = None
     chat_template_hash: str | None = None
     sampling: dict[str, Any] = Field(default_factory=dict)
-    usage: Usage = Field(default_factory=Usage)
+    usage: Usage = Field(default_factory=Usage)  # totals over every invocation
+    invocations: list[Invocation] = Field(default_factory=list)
 
 
 class JudgeManifest(Manifest):

@@ -10,13 +10,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from holisafe_bench.errors import HolisafeError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-class RegistryError(ValueError):
-    """A registry file is missing, unreadable or invalid; the message names file and field."""
+class RegistryError(HolisafeError, ValueError):
+    """A registry file is missing, unreadable or invalid; the message names file and field.
+    A HolisafeError, so the CLI prints it as one line."""
 
 
 def registry_dir(name: str) -> Path:
@@ -85,6 +88,18 @@ class ModelSpec(_Strict):
     generation: GenerationParams = Field(default_factory=GenerationParams)
     api: ApiSettings = Field(default_factory=ApiSettings)
     source_file: str | None = None
+
+    @model_validator(mode="after")
+    def _baseline_behaviour_known(self) -> ModelSpec:
+        # `run` would refuse it later; `models --check` must say so now.
+        from holisafe_bench.providers.baseline import BEHAVIOURS
+
+        if self.provider == "baseline" and self.checkpoint not in BEHAVIOURS:
+            raise ValueError(
+                f"checkpoint {self.checkpoint!r} is not a baseline; "
+                f"a baseline's checkpoint is one of {', '.join(BEHAVIOURS)}"
+            )
+        return self
 
 
 class Prices(_Strict):
@@ -160,12 +175,19 @@ def _resolve(name_or_path: str, folder: str, spec_type: type[BaseModel], kind: s
         return _load_spec(path, spec_type)
     specs = _load_all(folder, spec_type)
     if name_or_path not in specs:
-        known = ", ".join(sorted(specs))
-        raise RegistryError(
-            f"unknown {kind} {name_or_path!r}; registered: {known} "
-            f"(or pass the path of your own .toml)"
-        )
+        raise RegistryError(_unknown_name(name_or_path, sorted(specs), kind))
     return specs[name_or_path]
+
+
+def _unknown_name(name: str, known: list[str], kind: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return (
+        f"unknown {kind} {name!r}; {hint}`holisafe-bench {kind}s` lists the registered "
+        f"ones, or pass the path of your own .toml"
+    )
 
 
 def get_model(name_or_path: str) -> ModelSpec:

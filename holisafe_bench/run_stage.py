@@ -19,7 +19,7 @@ from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import git_revision, package_versions
 from holisafe_bench.providers.base import ApiProvider, BatchProvider, Provider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
-from holisafe_bench.records import ResponseRecord, RunManifest, Sample, utc_now
+from holisafe_bench.records import Invocation, ResponseRecord, RunManifest, Sample, utc_now
 from holisafe_bench.registry import ModelSpec
 from holisafe_bench.store import RecordStore, write_json_atomic
 
@@ -136,14 +136,21 @@ def _sampling(spec: ModelSpec, options: RunOptions) -> dict[str, Any]:
     }
 
 
-def _check_manifest_compatible(path: Path, spec: ModelSpec, sampling: dict[str, Any]) -> None:
-    """Resuming with other settings would mix two runs in one file: refuse, say why."""
+def _previous_manifest(path: Path) -> RunManifest | None:
     if not path.exists():
-        return
+        return None
     try:
-        previous = RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
     except ValueError:
-        return  # an unreadable manifest is rewritten; the records are what matter
+        return None  # an unreadable manifest is rewritten; the records are what matter
+
+
+def _check_manifest_compatible(
+    previous: RunManifest | None, path: Path, spec: ModelSpec, sampling: dict[str, Any]
+) -> None:
+    """Resuming with other settings would mix two runs in one file: refuse, say why."""
+    if previous is None:
+        return
     mismatches = []
     if previous.model_id != spec.checkpoint:
         mismatches.append(f"model id {previous.model_id!r} -> {spec.checkpoint!r}")
@@ -176,8 +183,8 @@ def run_model(
         samples = options.shard.select(samples)
     responses_path, manifest_path = output_paths(layout, spec.name, options.shard)
     sampling = _sampling(spec, options)
-    if not options.overwrite:
-        _check_manifest_compatible(manifest_path, spec, sampling)
+    previous = None if options.overwrite else _previous_manifest(manifest_path)
+    _check_manifest_compatible(previous, manifest_path, spec, sampling)
 
     store = RecordStore(responses_path, ResponseRecord)
     done = set() if options.overwrite else store.done_keys(lambda r: r.is_complete)
@@ -205,6 +212,8 @@ def run_model(
         "skipped_rows": [issue_to_dict(i) for i in bench.issues],
         "shard": None if options.shard is None else f"{options.shard.index}/{options.shard.count}",
     }
+    invocation = Invocation(selected=len(samples), attempted=len(todo))
+    _continue_history(manifest, manifest_extra, previous, invocation)
 
     if todo:
         if provider is None:
@@ -219,6 +228,7 @@ def run_model(
             writer.write(rec)
             summary.outcomes[rec.outcome] += 1
             manifest.usage = manifest.usage + rec.usage
+            invocation.usage = invocation.usage + rec.usage
             if on_record is not None:
                 on_record(rec)
 
@@ -237,10 +247,30 @@ def run_model(
     manifest.counts = dict(Counter(final[s.id].outcome for s in samples if s.id in final))
     manifest.counts["selected"] = len(samples)
     manifest.counts["missing"] = sum(1 for s in samples if s.id not in final)
-    manifest.finished_at = utc_now()
+    manifest.finished_at = invocation.finished_at = utc_now()
+    summary.elapsed_s = invocation.elapsed_s = round(time.monotonic() - started, 3)
+    invocation.outcomes = dict(summary.outcomes)
     write_json_atomic(manifest_path, _with_extra(manifest, manifest_extra))
-    summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+def _continue_history(
+    manifest: RunManifest,
+    extra: dict[str, Any],
+    previous: RunManifest | None,
+    invocation: Invocation,
+) -> None:
+    """A resumed run keeps what earlier invocations recorded: their list, the first start
+    time, the token totals and the provider details (a run with nothing to do has none)."""
+    if previous is not None:
+        manifest.started_at = previous.started_at
+        manifest.usage = previous.usage
+        manifest.invocations = list(previous.invocations)
+        for key in ("provider_details",):
+            if key in (previous.model_extra or {}):
+                extra[key] = previous.model_extra[key]
+        manifest.chat_template_hash = previous.chat_template_hash
+    manifest.invocations.append(invocation)  # the same object: filled in as the run goes
 
 
 def issue_to_dict(issue: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ DRIVER = textwrap.dedent(
     data, results, kind = sys.argv[1], sys.argv[2], sys.argv[3]
     bench = load_benchmark(data)
     spec = ModelSpec(name="slow", display_name="Slow", group="open-weight",
-                     provider="baseline", checkpoint="slow")
+                     provider="transformers", checkpoint="slow")
     provider = SlowBatch() if kind == "batch" else SlowApi()
     print("ready", flush=True)
     run_model(spec, bench, bench.samples, ResultsLayout(results), RunOptions(concurrency=8),

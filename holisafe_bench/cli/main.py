@@ -31,6 +31,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain Click help: wraps at any width and never cuts an option name (Rich panels did).
+    rich_markup_mode=None,
 )
 
 for module in (

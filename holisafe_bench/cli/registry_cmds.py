@@ -23,17 +23,17 @@ def models_cmd(
     provider: str = typer.Option(None, "--provider", help="vllm | openai | anthropic | ..."),
     paper_only: bool = typer.Option(False, "--paper-only", help="Only the 21 published models."),
     as_json: bool = typer.Option(False, "--json"),
+    wide: bool = typer.Option(
+        False, "--wide", help="Every column (display name, checkpoint); wider than 80."
+    ),
     check: Path = typer.Option(None, "--check", help="Validate a model TOML file and exit."),
 ) -> None:
     import json
 
-    from rich.console import Console
-    from rich.table import Table
-
     from holisafe_bench.registry import get_model, load_models
 
     if check is not None:
-        spec = get_model(str(check))
+        spec = get_model(str(check))  # the same checks `run` makes; errors are one line
         typer.echo(f"{check}: valid model {spec.name!r} ({spec.provider}, {spec.checkpoint})")
         return
     specs = [
@@ -47,21 +47,45 @@ def models_cmd(
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
         return
-    table = Table(title=f"{len(specs)} models")
-    for col in ("name", "display name", "group", "provider", "checkpoint", "paper"):
-        table.add_column(col, no_wrap=col in ("name", "checkpoint"))
-    for s in specs:
-        table.add_row(
-            s.name, s.display_name, s.group, s.provider, s.checkpoint, "yes" if s.in_paper else ""
-        )
-    Console().print(table)
+    columns = ["name", "group", "provider", "paper"]
+    if wide:
+        columns[1:1] = ["display name"]
+        columns[-1:-1] = ["checkpoint"]
+    rows = [
+        {
+            "name": s.name,
+            "display name": s.display_name,
+            "group": s.group,
+            "provider": s.provider,
+            "checkpoint": s.checkpoint,
+            "paper": "yes" if s.in_paper else "",
+        }
+        for s in specs
+    ]
+    hint = "" if wide else " (--wide for display names and checkpoints)"
+    _print_table(f"{len(specs)} models{hint}", columns, rows, wide=wide)
 
 
-def judges_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
-    import json
-
+def _print_table(title: str, columns: list[str], rows: list[dict[str, str]], *, wide: bool) -> None:
+    """A compact table; cells are never cut (the default columns fit 80 characters)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for col in columns:
+        table.add_column(col, no_wrap=True, overflow="fold")
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    # A wide table is allowed past the terminal (a pager or a wide window shows it whole).
+    Console(width=10_000 if wide else None).print(table)
+
+
+def judges_cmd(
+    as_json: bool = typer.Option(False, "--json"),
+    wide: bool = typer.Option(False, "--wide", help="Also the description column."),
+) -> None:
+    import json
 
     from holisafe_bench.registry import load_judges
 
@@ -69,9 +93,16 @@ def judges_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
         return
-    table = Table(title=f"{len(specs)} judges")
-    for col in ("name", "kind", "provider", "model", "description"):
-        table.add_column(col)
-    for s in specs:
-        table.add_row(s.name, s.kind, s.provider or "-", s.model or "-", s.description)
-    Console().print(table)
+    columns = ["name", "kind", "provider", "model"] + (["description"] if wide else [])
+    rows = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "provider": s.provider or "-",
+            "model": s.model or "-",
+            "description": s.description,
+        }
+        for s in specs
+    ]
+    hint = "" if wide else " (--wide for descriptions)"
+    _print_table(f"{len(specs)} judges{hint}", columns, rows, wide=wide)

@@ -12,9 +12,8 @@ def api_key(env_names: tuple[str, ...], *, what: str, required: bool = True) -> 
         if name and os.environ.get(name):
             return os.environ[name]
     if required:
-        raise HolisafeError(
-            f"{what} needs an API key: set {' or '.join(n for n in env_names if n)}"
-        )
+        names = list(dict.fromkeys(n for n in env_names if n))  # each variable once
+        raise HolisafeError(f"{what} needs an API key: set {' or '.join(names)}")
     return None
 
 
