@@ -4,6 +4,7 @@ named `<model>_holisafe_bench.json`. Import turns them into responses; export wr
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,8 +40,53 @@ class ImportSummary:
 
 
 def import_predictions(
-    file: Path, model: str, layout: ResultsLayout, *, bench: Benchmark | None = None
+    file: Path,
+    model: str,
+    layout: ResultsLayout,
+    *,
+    bench: Benchmark | None = None,
+    overwrite: bool = False,
 ) -> ImportSummary:
+    """Turn an official prediction file into the model's responses. Refuses, writing
+    nothing, a file without one usable prediction, and (unless `overwrite`) a model that
+    already has responses: an import replaces the whole file, so it must never drop a run."""
+    responses_path = layout.responses(model)  # checks the name before anything is read
+    rows = _read_rows(file)
+    summary = ImportSummary(model=model, file=Path(file), checked_against_dataset=bench is not None)
+    records, originals = _convert_rows(rows, file, model, bench, summary)
+    _require_usable(file, rows, records, summary)
+    if not overwrite:
+        _refuse_to_replace(responses_path, model)
+
+    # Side file and manifest are rewritten with the responses (under their writer lock), so
+    # all three describe this import and nothing of what was replaced.
+    store = RecordStore(responses_path, ResponseRecord)
+    with store.writer(overwrite=True) as writer:
+        for rec in records:
+            writer.write(rec)
+        _write_lines_atomic(
+            source_records_path(layout, model),
+            [json.dumps(o, ensure_ascii=False) for o in originals],
+        )
+    summary.imported = len(records)
+    write_json_atomic(
+        layout.run_manifest(model),
+        {
+            "stage": "import",
+            "model": model,
+            "file": str(file),
+            "imported": len(records),
+            "failed_predictions": summary.failed_predictions,
+            "skipped_records": [str(p) for p in summary.problems if p.field != "prediction"],
+            "checked_against_dataset": summary.checked_against_dataset,
+            "dataset": bench.manifest_info() if bench is not None else None,
+            "finished_at": utc_now(),
+        },
+    )
+    return summary
+
+
+def _read_rows(file: Path) -> list[Any]:
     try:
         rows = json.loads(Path(file).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -49,8 +95,13 @@ def import_predictions(
         raise HolisafeError(f"{file}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
     if not isinstance(rows, list):
         raise HolisafeError(f"{file}: expected a JSON list of records")
+    return rows
 
-    summary = ImportSummary(model=model, file=Path(file), checked_against_dataset=bench is not None)
+
+def _convert_rows(
+    rows: list[Any], file: Path, model: str, bench: Benchmark | None, summary: ImportSummary
+) -> tuple[list[ResponseRecord], list[dict[str, Any]]]:
+    """Responses and original records of the valid rows; problems go into `summary`."""
     source = str(file)
     records: list[ResponseRecord] = []
     originals: list[dict[str, Any]] = []
@@ -81,31 +132,39 @@ def import_predictions(
                 ResponseRecord(**common, outcome="error", error="prediction missing in file")
             )
         originals.append({k: raw[k] for k in OFFICIAL_FIELDS})
+    return records, originals
 
-    store = RecordStore(layout.responses(model), ResponseRecord)
-    with store.writer(overwrite=True) as writer:
-        for rec in records:
-            writer.write(rec)
-    side = source_records_path(layout, model)
-    side.write_text(
-        "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in originals), encoding="utf-8"
+
+def _require_usable(
+    file: Path, rows: list[Any], records: list[ResponseRecord], summary: ImportSummary
+) -> None:
+    """A file without a single prediction would only replace responses by nothing."""
+    if any(rec.outcome == "ok" for rec in records):
+        return
+    rejected = len(summary.problems) - summary.failed_predictions
+    first = f"; first problem: {summary.problems[0]}" if summary.problems else ""
+    raise HolisafeError(
+        f"{file}: no usable record ({len(rows)} row(s): {rejected} rejected, "
+        f"{summary.failed_predictions} without a prediction){first}; nothing imported"
     )
-    summary.imported = len(records)
-    write_json_atomic(
-        layout.run_manifest(model),
-        {
-            "stage": "import",
-            "model": model,
-            "file": str(file),
-            "imported": len(records),
-            "failed_predictions": summary.failed_predictions,
-            "skipped_records": [str(p) for p in summary.problems if p.field != "prediction"],
-            "checked_against_dataset": summary.checked_against_dataset,
-            "dataset": bench.manifest_info() if bench is not None else None,
-            "finished_at": utc_now(),
-        },
+
+
+def _refuse_to_replace(responses_path: Path, model: str) -> None:
+    if not responses_path.exists() or responses_path.stat().st_size == 0:
+        return
+    stored = len(RecordStore(responses_path, ResponseRecord).read())
+    raise HolisafeError(
+        f"{model} already has {stored} responses ({responses_path}); import replaces them "
+        "all: pass --overwrite to replace them, or import under another --model"
     )
-    return summary
+
+
+def _write_lines_atomic(path: Path, lines: list[str]) -> None:
+    """Readers see the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _against_dataset(raw: dict, bench: Benchmark, source: str, row: int) -> list[RowIssue]:

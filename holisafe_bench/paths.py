@@ -2,10 +2,40 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
+
+from holisafe_bench.errors import HolisafeError
 
 DEFAULT_RESULTS_ROOT = Path("results")
+
+
+def check_model_name(model: str) -> str:
+    """A model name becomes exactly one folder under the results root: anything that could
+    name another place (a separator, '.', '..', a drive, a control character) is refused, so
+    no command reads or writes outside the results folder whatever `--model` says."""
+    problem = _model_name_problem(model)
+    if problem:
+        raise HolisafeError(
+            f"model name {model!r}: {problem}; a model name is the name of one folder "
+            "under the results root, not a path: choose another --model"
+        )
+    return model
+
+
+def _model_name_problem(model: str) -> str | None:
+    if not model.strip():
+        return "empty"
+    if "/" in model or "\\" in model:
+        return "contains a path separator"
+    if model in (".", ".."):
+        return "names a folder, not a model"
+    if any(unicodedata.category(ch) == "Cc" for ch in model):
+        return "contains a control character"
+    if Path(model).is_absolute() or PureWindowsPath(model).drive:
+        return "is an absolute path or names a drive"
+    return None
 
 
 @dataclass(frozen=True)
@@ -16,7 +46,8 @@ class ResultsLayout:
         object.__setattr__(self, "root", Path(self.root))  # accept str from callers
 
     def model_dir(self, model: str) -> Path:
-        return self.root / model
+        # Every per-model path below goes through here, so the check covers every command.
+        return self.root / check_model_name(model)
 
     def responses(self, model: str) -> Path:
         return self.model_dir(model) / "responses.jsonl"

@@ -163,7 +163,7 @@ def _check_manifest_compatible(
         raise HolisafeError(
             f"{path}: existing responses were made with other settings ("
             + "; ".join(mismatches)
-            + "); use --overwrite to start over or --out for a separate results folder"
+            + "); use --overwrite to start over or --results for a separate results folder"
         )
 
 

@@ -9,7 +9,7 @@ import typer
 from holisafe_bench.paths import DEFAULT_RESULTS_ROOT, ResultsLayout
 
 ResultsOption = typer.Option(
-    DEFAULT_RESULTS_ROOT, "--out", "--results", help="Results root folder.", show_default=True
+    DEFAULT_RESULTS_ROOT, "--results", help="Results root folder.", show_default=True
 )
 DatasetOption = typer.Option(
     None,

@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         "verify",
         help=(
             "Validate every row (fields, type codes, taxonomy, image_safe vs type, duplicate "
-            "ids) and fully decode every image. Lists each bad row with its id and field; "
-            "exits 1 if any."
+            "ids, image paths outside the dataset folder) and fully decode every image. Lists "
+            "each bad row with its id and field; exits 1 if any."
         ),
     )(verify_cmd)
     data_app.command(

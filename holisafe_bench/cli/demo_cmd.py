@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
 
 
 def demo_cmd(
-    out: Path = typer.Option(Path("results/demo"), "--out", help="Where the demo writes."),
+    out: Path = typer.Option(
+        Path("results/demo"), "--results", help="Results root the demo writes."
+    ),
     limit: int = typer.Option(None, "--limit", help="Only the first N samples."),
 ) -> None:
     from holisafe_bench.demo import run_demo

@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
             "Turn an official prediction file (<model>_holisafe_bench.json: the original "
             "records plus `prediction`) into results/<model>/responses.jsonl. With --dataset, "
             "ids, types and queries are checked against the benchmark; without, they are "
-            "taken from the file (and the output says so)."
+            "taken from the file (and the output says so). Import replaces the model's "
+            "responses, so it refuses a model that already has some unless --overwrite, and "
+            "refuses a file without one usable prediction."
         ),
     )(import_cmd)
     app.command(
@@ -31,6 +33,12 @@ def import_cmd(
     dataset: str = typer.Option(
         None, "--dataset", "-d", help="Check the file against this benchmark source."
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the model's stored responses (without it, import refuses a model that "
+        "already has responses).",
+    ),
     out: Path = ResultsOption,
 ) -> None:
     from rich.console import Console
@@ -43,7 +51,7 @@ def import_cmd(
         from holisafe_bench.dataset import load_benchmark
 
         bench = load_benchmark(dataset)
-    summary = import_predictions(file, model, layout(out), bench=bench)
+    summary = import_predictions(file, model, layout(out), bench=bench, overwrite=overwrite)
     for problem in summary.problems:
         console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
     checked = (
@@ -61,7 +69,7 @@ def import_cmd(
 def export_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Model whose responses to export."),
     out_file: Path = typer.Option(
-        None, "--out-file", "-o", help="Default: results/<model>/<stem>_holisafe_bench.json"
+        None, "--output", "-o", help="Default: results/<model>/<stem>_holisafe_bench.json"
     ),
     dataset: str = typer.Option(
         None, "--dataset", "-d", help="Source of the original records (needed for runs)."

@@ -7,6 +7,7 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from holisafe_bench.cli import (
     analysis_cmds,
@@ -20,7 +21,23 @@ from holisafe_bench.cli import (
 )
 from holisafe_bench.errors import HolisafeError
 
+# One naming convention: --results DIR is the results root, -o/--output FILE a file written.
+# Older spellings keep working without being shown in --help.
+HIDDEN_ALIASES = {"--out": "--results", "--out-file": "--output"}
+
+
+def canonical_option(arg: str) -> str:
+    name, sep, value = arg.partition("=")
+    return HIDDEN_ALIASES.get(name, name) + sep + value if name in HIDDEN_ALIASES else arg
+
+
+class _Group(TyperGroup):
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, [canonical_option(a) for a in args])
+
+
 app = typer.Typer(
+    cls=_Group,
     name="holisafe-bench",
     help=(
         "Evaluation harness for HoliSafe-Bench (arXiv 2506.04704).\n\n"

@@ -149,7 +149,18 @@ def merge_cmd(
     from holisafe_bench.merge_stage import merge_shards
 
     summary = merge_shards(model, layout(out))
-    Console(stderr=True, soft_wrap=True).print(
+    console = Console(stderr=True, soft_wrap=True)
+    if summary.replaced_earlier:
+        console.print(
+            f"replaced {summary.replaced_earlier} earlier response(s) of another run "
+            f"({summary.replaced_because})",
+            markup=False,
+            highlight=False,
+        )
+    console.print(
         f"merged {len(summary.shards)} shard(s) of {model}: {summary.merged} record(s) written, "
-        f"{summary.kept_existing} already complete -> {summary.output}"
+        f"{summary.kept_existing} kept (already merged, or a newer or complete answer) "
+        f"-> {summary.output}",
+        markup=False,
+        highlight=False,
     )

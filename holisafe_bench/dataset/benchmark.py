@@ -7,38 +7,109 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from holisafe_bench.dataset.validate import RowIssue, sniff_media_type
+from holisafe_bench.dataset.validate import RowIssue, decode_problem, sniff_media_type
+from holisafe_bench.errors import HolisafeError
 from holisafe_bench.providers.types import ImageInput
 from holisafe_bench.records import Sample
+
+
+class ImagePathError(HolisafeError):
+    """A row's image path that would read a file outside the dataset: never opened."""
+
+
+class UnusableImageError(HolisafeError):
+    """An image that does not fully decode (e.g. a truncated JPEG): never sent."""
 
 
 @dataclass
 class ImageStore:
     """Images by key: files under a root folder (JSON/JSONL layouts) or bytes in memory
-    (parquet). Nothing is decoded or re-encoded here."""
+    (parquet). Nothing is decoded or re-encoded here, except the once-per-content decode
+    check before an image is handed out for sending."""
 
     root: Path | None = None
     blobs: dict[str, bytes] = field(default_factory=dict)
-    # Several samples share one image: sniff each file's format once.
+    # The dataset folder: every file key must resolve inside it (or inside the HF cache).
+    folder: Path | None = None
+    # Several samples share one image: resolve, hash and sniff each file once.
     _media_types: dict[str, str] = field(default_factory=dict, repr=False)
+    _paths: dict[str, Path] = field(default_factory=dict, repr=False)
+    _digests: dict[str, str] = field(default_factory=dict, repr=False)
 
     def read(self, key: str) -> bytes:
         if key in self.blobs:
             return self.blobs[key]
+        return self.path(key).read_bytes()
+
+    def path(self, key: str) -> Path:
+        """The file behind `key`, symlinks resolved, after checking it stays in bounds."""
         if self.root is None:
             raise FileNotFoundError(f"no image stored under {key!r}")
-        return (self.root / key).read_bytes()
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = contained_path(self.root, key, self.folder or self.root)
+        return path
+
+    def digest(self, key: str, data: bytes | None = None) -> str:
+        """sha256 of the image's bytes, once per key (the manifest hash and the decode
+        check share it). `data`: the bytes, when the caller has already read them."""
+        digest = self._digests.get(key)
+        if digest is None:
+            data = self.read(key) if data is None else data
+            digest = self._digests[key] = hashlib.sha256(data).hexdigest()
+        return digest
+
+    def check_decodes(self, key: str, data: bytes | None = None) -> None:
+        """Raise UnusableImageError unless the image fully decodes: a truncated file has a
+        valid header, so only a full decode catches it (once per distinct content)."""
+        digest = self.digest(key, data)
+        problem = decode_problem(digest, lambda: self.read(key) if data is None else data)
+        if problem is not None:
+            raise UnusableImageError(f"image {key}: {problem}; re-download or replace the file")
 
     def input(self, key: str) -> ImageInput:
+        self.check_decodes(key)
         if key in self.blobs:
             data = self.blobs[key]
             return ImageInput(data=data, media_type=sniff_media_type(data))
-        path = self.root / key  # type: ignore[operator]
+        path = self.path(key)
         media_type = self._media_types.get(key)
         if media_type is None:
             with path.open("rb") as fh:
                 media_type = self._media_types[key] = sniff_media_type(fh.read(16))
         return ImageInput(path=path, media_type=media_type)
+
+
+def contained_path(root: Path, key: str, folder: Path) -> Path:
+    """`root / key` with symlinks resolved, or ImagePathError if the key is absolute or the
+    result leaves `folder` (the dataset folder). Targets in the Hugging Face hub cache are
+    allowed: a hub snapshot's files are symlinks into the cache's blobs/."""
+    if Path(key).is_absolute():
+        raise ImagePathError(f"{key!r} is an absolute path; use a path relative to {root}")
+    try:
+        target = (root / key).resolve()
+        inside = _is_within(target, folder.resolve()) or _is_within(target, _hf_cache_root())
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loop, NUL byte, ...
+        raise ImagePathError(f"{key!r} cannot be resolved: {exc}") from exc
+    if not inside:
+        raise ImagePathError(
+            f"{key!r} resolves to {target}, outside the dataset folder {folder} (and the "
+            "Hugging Face cache); move the file into the dataset folder and fix the path"
+        )
+    return target
+
+
+def _is_within(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.is_relative_to(folder)
+
+
+def _hf_cache_root() -> Path | None:
+    # Where `data download` (snapshot_download with its default cache) puts the dataset.
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    return Path(constants.HF_HUB_CACHE).resolve()
 
 
 @dataclass
@@ -72,10 +143,7 @@ class Benchmark:
     def image_content_hash(self) -> str:
         """sha256 over the sorted sha256 of every distinct image the valid samples use."""
         if self._image_hash is None:
-            digests = sorted(
-                hashlib.sha256(self.images.read(key)).hexdigest()
-                for key in {s.image for s in self.samples}
-            )
+            digests = sorted(self.images.digest(key) for key in {s.image for s in self.samples})
             self._image_hash = hashlib.sha256("\n".join(digests).encode()).hexdigest()
         return self._image_hash
 

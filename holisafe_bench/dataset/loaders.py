@@ -8,7 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from holisafe_bench.dataset.benchmark import Benchmark, ImageStore
+from holisafe_bench.dataset.benchmark import (
+    Benchmark,
+    ImagePathError,
+    ImageStore,
+    UnusableImageError,
+)
 from holisafe_bench.dataset.validate import (
     DEFAULT_MAX_PIXELS,
     RowIssue,
@@ -79,6 +84,11 @@ def _images_root(json_path: Path) -> Path:
     return images if images.is_dir() else json_path.parent
 
 
+def _file_store(rows_file: Path) -> ImageStore:
+    # The folder holding the rows file bounds what a row's image path may read.
+    return ImageStore(root=_images_root(rows_file), folder=rows_file.parent)
+
+
 def _load_json(path: Path, **opts: Any) -> Benchmark:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
@@ -86,7 +96,7 @@ def _load_json(path: Path, **opts: Any) -> Benchmark:
         raise HolisafeError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
     if not isinstance(rows, list):
         raise HolisafeError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
-    return _build(rows, ImageStore(root=_images_root(path)), str(path), **opts)
+    return _build(rows, _file_store(path), str(path), **opts)
 
 
 def _load_jsonl(path: Path, **opts: Any) -> Benchmark:
@@ -103,7 +113,7 @@ def _load_jsonl(path: Path, **opts: Any) -> Benchmark:
                 pre_issues.append(
                     RowIssue(str(path), lineno, None, "(row)", f"not valid JSON: {exc.msg}")
                 )
-    bench = _build(rows, ImageStore(root=_images_root(path)), str(path), **opts)
+    bench = _build(rows, _file_store(path), str(path), **opts)
     bench.issues = pre_issues + bench.issues
     return bench
 
@@ -163,14 +173,14 @@ def _build(
     samples = []
     for row_no, raw in candidates:
         key = raw["image"]
+        if not isinstance(key, str):  # JSON rows carry a path; only parquet holds bytes
+            problem = f"expected a path relative to the images folder, got {type(key).__name__}"
+            issues.append(RowIssue(source, row_no, raw["id"], "image", problem))
+            continue
         if key not in image_verdicts:
-            try:
-                data = images.read(key)
-            except OSError as exc:
-                image_verdicts[key] = f"cannot read {key!r}: {exc.strerror or exc}"
-            else:
-                problem = check_image(data, max_pixels=max_pixels, full_decode=full_decode)
-                image_verdicts[key] = None if problem is None else f"{key}: {problem}"
+            image_verdicts[key] = _image_problem(
+                images, key, max_pixels=max_pixels, full_decode=full_decode
+            )
         problem = image_verdicts[key]
         if problem is not None:
             issues.append(RowIssue(source, row_no, raw["id"], "image", problem))
@@ -179,6 +189,28 @@ def _build(
     return Benchmark(
         samples=samples, issues=issues, images=images, source=source, rows_read=len(rows)
     )
+
+
+def _image_problem(
+    images: ImageStore, key: str, *, max_pixels: int, full_decode: bool
+) -> str | None:
+    """Why the image behind `key` is unusable, or None. The header check is cheap; the full
+    decode (`data verify`) also catches truncated pixel data."""
+    try:
+        data = images.read(key)
+    except ImagePathError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot read {key!r}: {exc.strerror or exc}"
+    problem = check_image(data, max_pixels=max_pixels)
+    if problem is not None:
+        return f"{key}: {problem}"
+    if full_decode:
+        try:
+            images.check_decodes(key, data)
+        except UnusableImageError as exc:
+            return str(exc)
+    return None
 
 
 def download_from_hub(*, token: str | None = None, revision: str | None = None) -> tuple[Path, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,9 +113,9 @@ def to_sample(raw: dict[str, Any], image_key: str) -> Sample:
     )
 
 
-def check_image(data: bytes, *, max_pixels: int, full_decode: bool) -> str | None:
-    """None if the image is usable, else why not. The header check is cheap; the full decode
-    (for `data verify`) also catches truncated or corrupt pixel data."""
+def check_image(data: bytes, *, max_pixels: int) -> str | None:
+    """None if the image header is usable, else why not. Cheap: the pixels are not decoded
+    (decode_problem does that)."""
     from PIL import Image
 
     try:
@@ -127,10 +128,33 @@ def check_image(data: bytes, *, max_pixels: int, full_decode: bool) -> str | Non
                         f"{width}x{height} = {width * height:,} pixels exceeds the cap of "
                         f"{max_pixels:,} (decompression-bomb guard; raise --max-pixels if real)"
                     )
-                if full_decode:
-                    img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"decompression-bomb guard: {exc}"
+    except Exception as exc:  # PIL raises many types for bad data
+        return f"does not decode: {type(exc).__name__}: {exc}"
+    return None
+
+
+# sha256 of an image's bytes -> why it does not fully decode (None: it does). A full decode
+# costs milliseconds per photo, so each distinct content is decoded once per process.
+_DECODE_VERDICTS: dict[str, str | None] = {}
+
+
+def decode_problem(digest: str, load: Callable[[], bytes]) -> str | None:
+    """Why the image with this sha256 does not fully decode, or None; `load` gives its bytes
+    and is called only the first time a content is seen."""
+    if digest not in _DECODE_VERDICTS:
+        _DECODE_VERDICTS[digest] = _full_decode_problem(load())
+    return _DECODE_VERDICTS[digest]
+
+
+def _full_decode_problem(data: bytes) -> str | None:
+    # A truncated or corrupt body passes the header check: only decoding every pixel tells.
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
     except Exception as exc:  # PIL raises many types for bad data
         return f"does not decode: {type(exc).__name__}: {exc}"
     return None
