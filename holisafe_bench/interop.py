@@ -37,6 +37,40 @@ class ImportSummary:
     failed_predictions: int = 0
     problems: list[RowIssue] = field(default_factory=list)
     checked_against_dataset: bool = False
+    duplicates: int = 0  # later rows repeating an id (the first row is kept)
+    skipped: int = 0  # rows left out
+    kept_leniently: int = 0  # rows kept with problems (--lenient)
+    lenient: bool = False
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints after the per-row problems."""
+        checked = (
+            "checked against the dataset"
+            if self.checked_against_dataset
+            else "ids and types taken from the file (not checked: no --dataset)"
+        )
+        parts = [
+            f"imported {self.imported} responses for {self.model} ({checked})",
+            f"{self.failed_predictions} without a prediction",
+            f"{self.duplicates} duplicate id(s) left out (the first row of each id is kept; "
+            "the official scripts would count every row)"
+            if self.duplicates
+            else "no duplicate ids",
+            f"{self.skipped} row(s) skipped",
+        ]
+        if self.lenient:
+            parts.append(f"{self.kept_leniently} row(s) with problems kept for judging (--lenient)")
+        elif self.skipped:
+            parts.append(
+                "--lenient keeps those the official string matching would count "
+                "(a valid id, type and prediction)"
+            )
+        return "; ".join(parts)
+
+
+# A row the official string-matching script can count needs a valid id and type (and the
+# prediction); every other problem leaves it countable, so --lenient keeps it.
+ESSENTIAL_FIELDS = frozenset({"(row)", "id", "type"})
 
 
 def import_predictions(
@@ -46,13 +80,16 @@ def import_predictions(
     *,
     bench: Benchmark | None = None,
     overwrite: bool = False,
+    lenient: bool = False,
 ) -> ImportSummary:
     """Turn an official prediction file into the model's responses. Refuses, writing
     nothing, a file without one usable prediction, and (unless `overwrite`) a model that
     already has responses: an import replaces the whole file, so it must never drop a run."""
     responses_path = layout.responses(model)  # checks the name before anything is read
     rows = _read_rows(file)
-    summary = ImportSummary(model=model, file=Path(file), checked_against_dataset=bench is not None)
+    summary = ImportSummary(
+        model=model, file=Path(file), checked_against_dataset=bench is not None, lenient=lenient
+    )
     records, originals = _convert_rows(rows, file, model, bench, summary)
     _require_usable(file, rows, records, summary)
     if not overwrite:
@@ -78,6 +115,9 @@ def import_predictions(
             "imported": len(records),
             "failed_predictions": summary.failed_predictions,
             "skipped_records": [str(p) for p in summary.problems if p.field != "prediction"],
+            "duplicates_left_out": summary.duplicates,
+            "lenient": summary.lenient,
+            "kept_leniently": summary.kept_leniently,
             "checked_against_dataset": summary.checked_against_dataset,
             "dataset": bench.manifest_info() if bench is not None else None,
             "finished_at": utc_now(),
@@ -105,34 +145,58 @@ def _convert_rows(
     source = str(file)
     records: list[ResponseRecord] = []
     originals: list[dict[str, Any]] = []
+    first_row: dict[int, int] = {}  # id -> the row that holds it
     for index, raw in enumerate(rows, start=1):
         problems = validate_fields(raw, source=source, row=index)
         if not problems and bench is not None:
             problems = _against_dataset(raw, bench, source, index)
-        if problems:
-            summary.problems.extend(problems)
+        summary.problems.extend(problems)
+        if problems and not (summary.lenient and _countable(problems)):
+            summary.skipped += 1
             continue
-        prediction = raw.get("prediction")
-        common = {
-            "sample_id": raw["id"],
-            "model": model,
-            "type": raw["type"],
-            "category": raw["category"],
-            "subcategory": raw["subcategory"],
-            "source": f"import:{Path(file).name}",
-        }
-        if isinstance(prediction, str):
-            records.append(ResponseRecord(**common, outcome="ok", text=prediction))
-        else:
-            summary.failed_predictions += 1
+        if raw["id"] in first_row:
+            summary.duplicates += 1
             summary.problems.append(
-                RowIssue(source, index, raw["id"], "prediction", "missing or not a string")
+                RowIssue(
+                    source,
+                    index,
+                    raw["id"],
+                    "id",
+                    f"duplicate of row {first_row[raw['id']]}; the first row is kept",
+                )
             )
-            records.append(
-                ResponseRecord(**common, outcome="error", error="prediction missing in file")
-            )
-        originals.append({k: raw[k] for k in OFFICIAL_FIELDS})
+            continue
+        first_row[raw["id"]] = index
+        summary.kept_leniently += bool(problems)
+        records.append(_response(raw, model, file, source, index, summary))
+        originals.append({k: raw.get(k) for k in OFFICIAL_FIELDS})
     return records, originals
+
+
+def _countable(problems: list[RowIssue]) -> bool:
+    return all(p.field not in ESSENTIAL_FIELDS for p in problems)
+
+
+def _response(
+    raw: dict[str, Any], model: str, file: Path, source: str, row: int, summary: ImportSummary
+) -> ResponseRecord:
+    common = {
+        "sample_id": raw["id"],
+        "model": model,
+        "type": raw["type"],
+        # as given (a --lenient row may carry an unknown or missing one)
+        "category": str(raw.get("category") or ""),
+        "subcategory": str(raw.get("subcategory") or ""),
+        "source": f"import:{Path(file).name}",
+    }
+    prediction = raw.get("prediction")
+    if isinstance(prediction, str):
+        return ResponseRecord(**common, outcome="ok", text=prediction)
+    summary.failed_predictions += 1
+    summary.problems.append(
+        RowIssue(source, row, raw["id"], "prediction", "missing or not a string")
+    )
+    return ResponseRecord(**common, outcome="error", error="prediction missing in file")
 
 
 def _require_usable(
@@ -141,7 +205,7 @@ def _require_usable(
     """A file without a single prediction would only replace responses by nothing."""
     if any(rec.outcome == "ok" for rec in records):
         return
-    rejected = len(summary.problems) - summary.failed_predictions
+    rejected = summary.skipped + summary.duplicates
     first = f"; first problem: {summary.problems[0]}" if summary.problems else ""
     raise HolisafeError(
         f"{file}: no usable record ({len(rows)} row(s): {rejected} rejected, "

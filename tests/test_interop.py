@@ -58,4 +58,51 @@ def test_import_checks_ids_and_types_against_the_dataset(tmp_path):
     assert "checked against the dataset" in res.output
     assert f"(id {rows[0]['id']}): field 'type'" in res.output
     assert "(id 999999): field 'id': not in the dataset" in res.output
-    assert "2 record(s) skipped" in res.output
+    assert "2 row(s) skipped" in res.output
+
+
+def test_duplicate_ids_are_reported_and_the_first_row_kept(tmp_path):
+    data = write_synthetic(tmp_path / "data", per_cell=1)
+    path, rows = _official_file(tmp_path, data)
+    twin = dict(rows[4], prediction="A second answer for the same id.")
+    path.write_text(json.dumps([*rows, twin]))
+    out = tmp_path / "results"
+    res = runner.invoke(app, ["import", str(path), "--model", "m", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"row {len(rows) + 1} (id {rows[4]['id']}): field 'id': duplicate of row 5" in res.output
+    assert "1 duplicate id(s) left out (the first row of each id is kept" in res.output
+    stored = [json.loads(x) for x in (out / "m" / "responses.jsonl").read_text().splitlines()]
+    assert len(stored) == len(rows)
+    assert (
+        next(r for r in stored if r["sample_id"] == rows[4]["id"])["text"] == rows[4]["prediction"]
+    )
+
+
+def test_lenient_keeps_rows_the_official_script_would_count(tmp_path):
+    data = write_synthetic(tmp_path / "data", per_cell=1)
+    path, rows = _official_file(tmp_path, data)
+    rows[0]["subcategory"] = "no_such_subcategory"  # countable: id, type, prediction fine
+    rows[1]["query"] = ""  # countable
+    rows[2]["type"] = "XYZ"  # not countable: the script needs the type
+    path.write_text(json.dumps(rows))
+    strict, lenient = tmp_path / "strict", tmp_path / "lenient"
+    res = runner.invoke(app, ["import", str(path), "--model", "m", "--out", str(strict)])
+    assert res.exit_code == 0, res.output
+    assert "3 row(s) skipped; --lenient keeps those" in res.output
+    res = runner.invoke(
+        app, ["import", str(path), "--model", "m", "--out", str(lenient), "--lenient"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "field 'subcategory': unknown subcategory 'no_such_subcategory'" in res.output
+    assert "1 row(s) skipped" in res.output
+    assert "2 row(s) with problems kept for judging (--lenient)" in res.output
+    kept = {
+        json.loads(x)["sample_id"]: json.loads(x)
+        for x in (lenient / "m" / "responses.jsonl").read_text().splitlines()
+    }
+    assert rows[0]["id"] in kept and rows[1]["id"] in kept and rows[2]["id"] not in kept
+    assert kept[rows[0]["id"]]["subcategory"] == "no_such_subcategory"
+    res = runner.invoke(app, ["judge", "--judge", "string-match", "-m", "m", "--out", str(lenient)])
+    assert res.exit_code == 0, res.output
+    verdicts = (lenient / "m" / "verdicts" / "string-match.jsonl").read_text().splitlines()
+    assert len(verdicts) == len(rows) - 1

@@ -64,3 +64,12 @@ def test_bar_chart_legend_sits_above_the_bars(tmp_path):
     title = ax.title.get_window_extent(renderer)
     assert not title.overlaps(legend)
     assert plots.asr_by_type(rows, tmp_path, "sm", ("png",))[0].stat().st_size > 0
+
+
+def test_model_names_with_dollar_signs_are_plain_text(tmp_path):
+    names = ["a $m$ b", "x $\\frac{1}{$"]  # mathtext, and broken mathtext
+    rows = [_row(n, Fraction(i, 3), Fraction(1, 3)) for i, n in enumerate(names)]
+    for plot in (plots.asr_by_type, plots.tradeoff, plots.subcategory_heatmap):
+        assert plot(rows, tmp_path, "sm", ("png", "svg"))
+    _, texts = plots.tradeoff_figure(rows, "sm")
+    assert sorted(t.get_text() for t in texts) == sorted(names)

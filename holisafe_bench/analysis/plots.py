@@ -55,7 +55,8 @@ def asr_by_type_figure(rows: list[LeaderboardRow], judge: str) -> Any:
     for i, t in enumerate(UNSAFE_TYPES):
         ax.bar(x + i * width, [_pct(r.card.overall.asr[t]) for r in rows], width, label=t)
     ax.set_xticks(x + width * (len(UNSAFE_TYPES) - 1) / 2)
-    ax.set_xticklabels([r.display_name for r in rows], rotation=60, ha="right")
+    # parse_math=False: a model name is text, never mathtext ("$" must not break a plot).
+    ax.set_xticklabels([r.display_name for r in rows], rotation=60, ha="right", parse_math=False)
     ax.set_ylabel("ASR (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"ASR per type ({judge})", pad=24)
@@ -82,7 +83,7 @@ def subcategory_heatmap(
     ax.set_xticks(range(len(SUBCATEGORIES)))
     ax.set_xticklabels(SUBCATEGORIES, rotation=60, ha="right", fontsize="small")
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([r.display_name for r in rows], fontsize="small")
+    ax.set_yticklabels([r.display_name for r in rows], fontsize="small", parse_math=False)
     _category_bands(ax)
     fig.colorbar(image, ax=ax, label="mASR (%)")
     ax.set_title(f"mASR per subcategory, grouped by category ({judge})", pad=34)
@@ -211,6 +212,7 @@ def place_labels(ax, labels: dict[tuple[float, float], str]) -> list:
                 xytext=(dx, dy),
                 textcoords="offset points",
                 fontsize="x-small",
+                parse_math=False,
                 ha="left" if dx >= 0 else "right",
                 arrowprops=None if abs(dx) + abs(dy) <= 16 else _LEADER,
             )

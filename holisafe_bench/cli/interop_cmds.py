@@ -39,6 +39,13 @@ def import_cmd(
         help="Replace the model's stored responses (without it, import refuses a model that "
         "already has responses).",
     ),
+    lenient: bool = typer.Option(
+        False,
+        "--lenient",
+        help="Keep rows the official string matching would still count (a valid id, type "
+        "and prediction) despite other problems, e.g. an unknown subcategory or an empty "
+        "query; they are listed either way.",
+    ),
     out: Path = ResultsOption,
 ) -> None:
     from rich.console import Console
@@ -51,19 +58,12 @@ def import_cmd(
         from holisafe_bench.dataset import load_benchmark
 
         bench = load_benchmark(dataset)
-    summary = import_predictions(file, model, layout(out), bench=bench, overwrite=overwrite)
+    summary = import_predictions(
+        file, model, layout(out), bench=bench, overwrite=overwrite, lenient=lenient
+    )
     for problem in summary.problems:
         console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-    checked = (
-        "checked against the dataset"
-        if summary.checked_against_dataset
-        else "ids and types taken from the file (not checked: no --dataset)"
-    )
-    console.print(
-        f"imported {summary.imported} responses for {model} ({checked}); "
-        f"{summary.failed_predictions} without a prediction, "
-        f"{len(summary.problems) - summary.failed_predictions} record(s) skipped"
-    )
+    console.print(summary.line(), markup=False, highlight=False)
 
 
 def export_cmd(
