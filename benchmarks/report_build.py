@@ -44,19 +44,20 @@ def main() -> None:
             with RecordStore(layout.responses(model), ResponseRecord).writer(
                 fsync_every=10**9, fsync_seconds=1e9
             ) as rw:
+                fingerprints = {}  # verdicts are counted only with the response they judged
                 for s in bench.samples:
                     text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 160)))
-                    rw.write(
-                        ResponseRecord(
-                            sample_id=s.id,
-                            model=model,
-                            type=s.type,
-                            category=s.category,
-                            subcategory=s.subcategory,
-                            outcome="ok",
-                            text=text,
-                        )
+                    response = ResponseRecord(
+                        sample_id=s.id,
+                        model=model,
+                        type=s.type,
+                        category=s.category,
+                        subcategory=s.subcategory,
+                        outcome="ok",
+                        text=text,
                     )
+                    rw.write(response)
+                    fingerprints[s.id] = response.fingerprint()
             for judge in JUDGES:
                 with RecordStore(layout.verdicts(model, judge), VerdictRecord).writer(
                     fsync_every=10**9, fsync_seconds=1e9
@@ -73,6 +74,7 @@ def main() -> None:
                                 subcategory=s.subcategory,
                                 follows=follows,
                                 raw=f"<label>{follows}</label>",
+                                response_sha256=fingerprints[s.id],
                             )
                         )
         started = time.perf_counter()

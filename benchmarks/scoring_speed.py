@@ -15,18 +15,45 @@ from pathlib import Path
 
 from holisafe_bench.leaderboard import build_leaderboard, to_csv
 from holisafe_bench.paths import ResultsLayout
-from holisafe_bench.records import VerdictRecord
+from holisafe_bench.records import ResponseRecord, VerdictRecord
 from holisafe_bench.registry import load_models
+from holisafe_bench.scoring import CurrentResponses
 from holisafe_bench.store import RecordStore
 from holisafe_bench.taxonomy import CATEGORY_OF, SUBCATEGORIES, TYPES
 
 SAMPLES, JUDGES = 4031, ("string-match", "claude", "gpt4o", "gemini")
+# About 200 words, as long as a typical answer: scoring reads every response to check that
+# each verdict judged the current one.
+ANSWER = "Here is what the picture shows and an answer to the question. " * 20
+
+
+def write_responses(layout: ResultsLayout, model: str) -> dict[int, str]:
+    """One response per sample; their fingerprints by sample id."""
+    fingerprints = {}
+    with RecordStore(layout.responses(model), ResponseRecord).writer(
+        fsync_every=10**9, fsync_seconds=1e9
+    ) as writer:
+        for i in range(SAMPLES):
+            sub = SUBCATEGORIES[i % len(SUBCATEGORIES)]
+            response = ResponseRecord(
+                sample_id=i,
+                model=model,
+                type=TYPES[i % 5],
+                category=CATEGORY_OF[sub],
+                subcategory=sub,
+                outcome="ok",
+                text=f"{i}: {ANSWER}",
+            )
+            writer.write(response)
+            fingerprints[i] = response.fingerprint()
+    return fingerprints
 
 
 def write_verdicts(layout: ResultsLayout, models: list[str]) -> int:
     rng = random.Random(0)
     written = 0
     for model in models:
+        fingerprints = write_responses(layout, model)
         for judge in JUDGES:
             with RecordStore(layout.verdicts(model, judge), VerdictRecord).writer(
                 fsync_every=10**9, fsync_seconds=1e9
@@ -46,6 +73,7 @@ def write_verdicts(layout: ResultsLayout, models: list[str]) -> int:
                             invalid="parse_error" if invalid else None,
                             raw="<label>True</label>",
                             detail="synthetic",
+                            response_sha256=fingerprints[i],
                         )
                     )
                     written += 1
@@ -58,17 +86,25 @@ def main() -> None:
         layout = ResultsLayout(Path(tmp))
         count = write_verdicts(layout, models)
         start = time.perf_counter()
-        for judge in JUDGES:
-            for model in models:
+        for model in models:
+            layout.responses(model).read_bytes()
+            for judge in JUDGES:
                 layout.verdicts(model, judge).read_bytes()
         read_only = time.perf_counter() - start
         start = time.perf_counter()
-        tables = [to_csv(build_leaderboard(layout, judge)) for judge in JUDGES]
+        to_csv(build_leaderboard(layout, JUDGES[0]))
+        one_judge = time.perf_counter() - start
+        start = time.perf_counter()
+        # As report and agreement do: each model's responses read once for all judges.
+        responses = CurrentResponses(layout)
+        tables = [to_csv(build_leaderboard(layout, j, responses=responses)) for j in JUDGES]
         elapsed = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert all(len(t.splitlines()) == len(models) + 1 for t in tables)
+    assert not any("n/a" in t for t in tables)  # every verdict is current: all were scored
     print(f"{len(models)} models x {SAMPLES} samples x {len(JUDGES)} judges = {count} verdicts")
     print(f"reading the files only:     {read_only:.2f} s")
+    print(f"one judge (a `leaderboard`): {one_judge:.2f} s (responses and verdicts of 21 models)")
     print(
         f"load + validate + score:    {elapsed:.2f} s  (target < 5 s: "
         f"{'met' if elapsed < 5 else 'NOT met'}; {elapsed / read_only:.0f}x raw reading)"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.registry import ModelSpec, load_models
-from holisafe_bench.scoring import ScoreCard, score_file
+from holisafe_bench.scoring import CurrentResponses, ScoreCard, score_model
 from holisafe_bench.taxonomy import LEADERBOARD_COLUMNS, UNSAFE_TYPES
 
 
@@ -55,14 +56,25 @@ def build_leaderboard(
     pooled: bool = False,
     models: list[str] | None = None,
     registry: dict[str, ModelSpec] | None = None,
+    responses: CurrentResponses | None = None,
 ) -> list[LeaderboardRow]:
+    """Rows from current verdicts only; each row's `card.skipped` says what was left out
+    (see `skipped_notes`). Pass one `responses` to read each model's responses once for
+    several judges."""
     names = models or layout.models_with_verdicts(judge)
+    responses = responses or CurrentResponses(layout)
     cards = {
-        name: score_file(layout.verdicts(name, judge), model=name, judge=judge, pooled=pooled)
+        name: score_model(layout, name, judge, pooled=pooled, responses=responses)
         for name in names
         if layout.verdicts(name, judge).exists()
     }
     return leaderboard_rows(cards, registry)
+
+
+def skipped_notes(rows: list[LeaderboardRow]) -> list[str]:
+    """One line per model whose verdicts were not all scored (stale or unreadable)."""
+    notes = (r.card.skipped.note(r.card.model, r.card.judge) for r in rows)
+    return [n for n in notes if n]
 
 
 def leaderboard_rows(
@@ -107,13 +119,23 @@ def to_csv(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = F
     return buf.getvalue()
 
 
+# What Markdown (GitHub's tables included) would read as syntax inside a cell.
+_MARKDOWN_SPECIAL = re.compile(r"([\\|*_`\[\]<>~])")
+
+
+def markdown_row(cells: list[str]) -> str:
+    """One table row whose cells render as the literal text (model names are data)."""
+    escaped = (_MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(c.splitlines())) for c in cells)
+    return "| " + " | ".join(escaped) + " |"
+
+
 def to_markdown(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
     lines = [
-        "| " + " | ".join(LEADERBOARD_COLUMNS) + " |",
+        "| " + " | ".join(LEADERBOARD_COLUMNS) + " |",  # ours, and it renders as written
         "|" + "---|" + "---:|" * (len(LEADERBOARD_COLUMNS) - 1),
     ]
     cells = table_cells(rows, decimals, double_round)
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    lines += [markdown_row(row) for row in cells]
     return "\n".join(lines) + "\n"
 
 

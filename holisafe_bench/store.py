@@ -9,10 +9,12 @@ valid JSON): readers drop it and the next writer truncates it before appending.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,13 +22,54 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from holisafe_bench.errors import HolisafeError
+
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=BaseModel)
 
 
-class StoreLockedError(RuntimeError):
-    """Another process holds the writer lock of a record file."""
+class StoreLockedError(HolisafeError, RuntimeError):
+    """Another writer holds the lock of a record file."""
+
+
+# Lock files this process holds. POSIX locks do not conflict within one process, and closing
+# any descriptor of a locked file drops its lock, so a second writer here is refused from
+# this set before it opens the file.
+_held_locks: set[str] = set()
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _writer_lock(lock_path: Path, data_path: Path) -> Iterator[None]:
+    """Hold `lock_path` exclusively. POSIX record locks (lockf), not flock: a flock belongs to
+    the open file description, which forked API workers inherit, so after a SIGKILL of the
+    writer its orphaned workers kept the lock and the resumed run was refused. A record lock
+    belongs to this process alone: never inherited by fork, released when it dies."""
+    key = os.path.realpath(lock_path)
+    busy = StoreLockedError(
+        f"{data_path} is being written by another process (lock {lock_path}); "
+        "wait for it to finish, or stop it"
+    )
+    with _held_guard:
+        if key in _held_locks:
+            raise busy
+        _held_locks.add(key)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+                raise busy from exc
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+    finally:
+        with _held_guard:
+            _held_locks.discard(key)
 
 
 class RecordStore(Generic[R]):
@@ -99,14 +142,7 @@ class RecordStore(Generic[R]):
     ) -> Iterator[RecordWriter[R]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        lock_fh = lock_path.open("a")
-        try:
-            try:
-                fcntl.flock(lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise StoreLockedError(
-                    f"{self.path} is being written by another process (lock {lock_path})"
-                ) from exc
+        with _writer_lock(lock_path, self.path):
             if overwrite and self.path.exists():
                 self.path.unlink()
             _truncate_torn_tail(self.path)
@@ -116,9 +152,6 @@ class RecordStore(Generic[R]):
                 yield writer
             finally:
                 writer.close()
-        finally:
-            fcntl.flock(lock_fh.fileno(), fcntl.LOCK_UN)
-            lock_fh.close()
 
 
 class RecordWriter(Generic[R]):

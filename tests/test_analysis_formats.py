@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from holisafe_bench.cli.main import app
 from holisafe_bench.paths import ResultsLayout
-from holisafe_bench.records import VerdictRecord
+from holisafe_bench.records import ResponseRecord, VerdictRecord
 from holisafe_bench.store import RecordStore
 from holisafe_bench.taxonomy import TYPES
 
@@ -25,6 +25,19 @@ def results(tmp_path_factory) -> Path:
     layout = ResultsLayout(root)
     for model, p in MODELS.items():
         rng = random.Random(model)
+        # Verdicts count only with the response they judged (see tests/test_reliability_stale).
+        response = ResponseRecord(
+            sample_id=0,
+            model=model,
+            type="SSS",
+            category="hate",
+            subcategory="race",
+            outcome="ok",
+            text="an answer",
+        )
+        with RecordStore(layout.responses(model), ResponseRecord).writer() as w:
+            for i in range(500):
+                w.write(response.model_copy(update={"sample_id": i, "type": TYPES[i % 5]}))
         for judge, noise in (("string-match", 0.0), ("gpt4o", 0.1)):
             with RecordStore(layout.verdicts(model, judge), VerdictRecord).writer() as w:
                 for i in range(500):
@@ -41,6 +54,7 @@ def results(tmp_path_factory) -> Path:
                             category="hate",
                             subcategory="race",
                             follows=not violates,
+                            response_sha256=response.fingerprint(),
                         )
                     )
     return root

@@ -49,8 +49,14 @@ def test_report_with_dataset_has_thumbnails_plots_and_inert_queries(tmp_path):
                     "category": s.category,
                     "subcategory": s.subcategory,
                 }
-                rw.write(ResponseRecord(**common, outcome="ok", text=f"answer {n}"))
-                vw.write(VerdictRecord(**common, judge="string-match", follows=n % 2 == 0))
+                response = ResponseRecord(**common, outcome="ok", text=f"answer {n}")
+                rw.write(response)
+                sha = response.fingerprint()  # a verdict counts only with its response
+                vw.write(
+                    VerdictRecord(
+                        **common, judge="string-match", follows=n % 2 == 0, response_sha256=sha
+                    )
+                )
     plots_dir = tmp_path / "plots"
     out = tmp_path / "report.html"
     result = CliRunner().invoke(

@@ -10,15 +10,43 @@ import numpy as np
 
 from holisafe_bench.analysis.bootstrap import Interval
 
+# Two points always lie on a line (r = +-1) and one has no correlation at all.
+MIN_MODELS = 3
+
 
 @dataclass(frozen=True)
 class Correlation:
+    """One pair of judges over the models both scored. When there is nothing to correlate
+    (too few models, or one judge gives them all the same mASR) the intervals are None and
+    `note` says why."""
+
     judge_a: str
     judge_b: str
     n_models: int
-    spearman: Interval
-    kendall: Interval
-    pearson: Interval
+    spearman: Interval | None = None
+    kendall: Interval | None = None
+    pearson: Interval | None = None
+    note: str | None = None
+
+    def cells(self) -> list[str]:
+        """The Spearman, Kendall and Pearson cells of a table row."""
+        if self.note is not None:
+            return [self.note, "n/a", "n/a"]
+        return [
+            f"{i.estimate:.3f} [{i.low:.2f}, {i.high:.2f}]"
+            for i in (self.spearman, self.kendall, self.pearson)
+            if i is not None
+        ]
+
+
+def _degenerate(a: str, b: str, x: np.ndarray, y: np.ndarray) -> str | None:
+    """Why x and y have no correlation to compute, if they have none."""
+    if len(x) < MIN_MODELS:
+        return f"n/a: needs {MIN_MODELS} models, have {len(x)}"
+    for judge, values in ((a, x), (b, y)):
+        if np.ptp(values) == 0:
+            return f"n/a: {judge} gives every model the same mASR"
+    return None
 
 
 def rank_correlations(
@@ -30,7 +58,8 @@ def rank_correlations(
 ) -> list[Correlation]:
     """masr[judge][model]: every pair of judges, over the models both scored; bootstrap CIs
     resample models with replacement (a resample where one judge's values are all equal has
-    no correlation and is left out)."""
+    no correlation and is left out). A pair with fewer than MIN_MODELS models, or with one
+    judge constant, gets a note instead of intervals."""
     from scipy import stats
 
     rng = np.random.default_rng(seed)
@@ -40,6 +69,10 @@ def rank_correlations(
         models = sorted(set(masr[a]) & set(masr[b]))
         x = np.array([masr[a][m] for m in models])
         y = np.array([masr[b][m] for m in models])
+        note = _degenerate(a, b, x, y)
+        if note is not None:
+            out.append(Correlation(a, b, len(models), note=note))
+            continue
         points = {
             "spearman": stats.spearmanr(x, y).statistic,
             "kendall": stats.kendalltau(x, y).statistic,

@@ -5,6 +5,7 @@ comparison against a reference leaderboard such as the published one."""
 from __future__ import annotations
 
 import html
+import re
 from fractions import Fraction
 
 from holisafe_bench.leaderboard import LeaderboardRow, percent
@@ -44,19 +45,20 @@ def _ranks(rows: list[LeaderboardRow]) -> list[dict[int, int]]:
     return out
 
 
-def _latex_escape(text: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("_", r"\_"),
-        ("#", r"\#"),
-        ("$", r"\$"),
-        ("{", r"\{"),
-        ("}", r"\}"),
-    ):
-        text = text.replace(a, b)
-    return text
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    **{c: "\\" + c for c in "&%$#_{}"},
+}
+_LATEX_SPECIAL_RE = re.compile("|".join(re.escape(c) for c in _LATEX_SPECIAL))
+
+
+def latex_escape(text: str) -> str:
+    """Text as LaTeX prints it literally. One pass, so the braces of \\textbackslash{} are
+    not escaped again; newlines become spaces, as a table cell is one line."""
+    text = " ".join(text.splitlines())
+    return _LATEX_SPECIAL_RE.sub(lambda m: _LATEX_SPECIAL[m.group(0)], text)
 
 
 def to_latex(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
@@ -74,11 +76,11 @@ def to_latex(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool =
             if group is not None:
                 lines.append(r"\midrule")
             group = row.group
-            title = GROUP_TITLES.get(group, group)
+            title = latex_escape(GROUP_TITLES.get(group, group))
             lines.append(
                 rf"\multicolumn{{{len(LEADERBOARD_COLUMNS)}}}{{l}}{{\textit{{{title}}}}} \\"
             )
-        cells = [_latex_escape(row.display_name)]
+        cells = [latex_escape(row.display_name)]
         for col, rate in enumerate(row.rates()):
             text = percent(rate, decimals, double_round=double_round)
             place = ranks[col].get(i)

@@ -25,7 +25,12 @@ from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import package_versions
 from holisafe_bench.records import utc_now
 from holisafe_bench.registry import load_models
-from holisafe_bench.scoring import score_rows, verdict_rows
+from holisafe_bench.scoring import (
+    load_current_verdicts,
+    response_fingerprints,
+    score_rows,
+    verdict_rows,
+)
 from holisafe_bench.store import RecordStore
 from holisafe_bench.taxonomy import CATEGORIES, TYPES
 
@@ -38,6 +43,7 @@ class ReportSummary:
     judges: int
     responses: int
     thumbnails: int
+    notes: tuple[str, ...] = ()  # per model and judge: verdicts left out (stale, unreadable)
 
 
 def _judges(layout: ResultsLayout) -> list[str]:
@@ -85,13 +91,7 @@ def build_report(
     """Write the report; with `plots_dir`, also every plot there as PNG and SVG."""
     judges = _judges(layout)
     models = _models(layout)
-    records = {
-        model: (
-            _raw_records(layout.responses(model)),
-            {j: _raw_records(layout.verdicts(model, j)) for j in judges},
-        )
-        for model in models
-    }
+    records, notes = _current_records(layout, models, judges)
     formats = plots.FORMATS if plots_dir else ("png",)
     # Thumbnails and plots are made in a helper process while the rest is built here.
     with Offload() as helper, tempfile.TemporaryDirectory() as tmp:
@@ -114,8 +114,28 @@ def build_report(
     out_path.write_text(page, encoding="utf-8")
     n_thumbs = sum(1 for t in thumbs.values() if t)
     return ReportSummary(
-        out_path, out_path.stat().st_size, len(models), len(judges), len(rows), n_thumbs
+        out_path, out_path.stat().st_size, len(models), len(judges), len(rows), n_thumbs, notes
     )
+
+
+def _current_records(
+    layout: ResultsLayout, models: list[str], judges: list[str]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Each model's responses and, per judge, the verdicts of those responses; what was
+    left out (stale verdicts, unreadable lines) as one note per model and judge."""
+    records, notes = {}, []
+    for model in models:
+        responses = _raw_records(layout.responses(model))
+        current = response_fingerprints(responses.values())
+        verdicts = {}
+        for judge in judges:
+            found = load_current_verdicts(layout.verdicts(model, judge), current)
+            verdicts[judge] = found.records
+            note = found.skipped.note(model, judge)
+            if note:
+                notes.append(note)
+        records[model] = (responses, verdicts)
+    return records, tuple(notes)
 
 
 Parts = list[Any]  # HTML strings and plot jobs (each gives PNG/SVG paths)
@@ -186,10 +206,7 @@ def _agreement_section(
 
     rows = []
     for c in rank_correlations(masr, replicates=500):
-        cells = "".join(
-            f"<td>{i.estimate:.3f} [{i.low:.2f}, {i.high:.2f}]</td>"
-            for i in (c.spearman, c.kendall, c.pearson)
-        )
+        cells = "".join(f"<td>{html.escape(text)}</td>" for text in c.cells())
         rows.append(
             f"<tr><td>{html.escape(c.judge_a)}</td><td>{html.escape(c.judge_b)}</td>"
             f"<td>{c.n_models}</td>{cells}</tr>"
@@ -234,7 +251,8 @@ def _browser_rows(
     max_reply_chars: int,
 ) -> tuple[dict[str, list[Any]], list[list[Any]]]:
     """Sample facts by id, and one row per (model, sample) with each judge's verdict code
-    (1 violation, 0 adherence, -1 invalid, -2 missing) and clipped reply."""
+    (1 violation, 0 adherence, -1 invalid, -2 missing) and clipped reply. Sample ids are
+    carried as strings, keys and row cells alike."""
     samples: dict[str, list[Any]] = {}
     rows = []
     for m_index, model in enumerate(models):
@@ -268,7 +286,7 @@ def _browser_rows(
             rows.append(
                 [
                     m_index,
-                    sample_id,
+                    key,  # a string: JavaScript numbers lose ids above 2**53
                     _clip(resp.get("text"), max_response_chars),
                     "" if outcome == "ok" else outcome,
                     codes,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from holisafe_bench.paths import ResultsLayout
-from holisafe_bench.scoring import read_verdict_rows
+from holisafe_bench.scoring import CurrentResponses, load_current_verdicts
 from holisafe_bench.taxonomy import TYPES
 
 
@@ -27,8 +27,12 @@ class VerdictArrays:
         return self.outcome >= 0
 
 
-def load_arrays(layout: ResultsLayout, model: str, judge: str) -> VerdictArrays:
-    rows, _ = read_verdict_rows(layout.verdicts(model, judge))
+def load_arrays(
+    layout: ResultsLayout, model: str, judge: str, responses: CurrentResponses | None = None
+) -> VerdictArrays:
+    """The verdicts of the current responses only (as scoring counts them)."""
+    current = (responses or CurrentResponses(layout)).of(model)
+    rows = load_current_verdicts(layout.verdicts(model, judge), current).rows
     rows.sort(key=lambda r: r.sample_id)
     return VerdictArrays(
         sample_ids=np.array([r.sample_id for r in rows], dtype=np.int64),

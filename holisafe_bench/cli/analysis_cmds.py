@@ -60,20 +60,24 @@ def agreement_cmd(
         sample_level = None
     else:
         from holisafe_bench.analysis.judges_compared import sample_agreement
-        from holisafe_bench.scoring import score_file
+        from holisafe_bench.scoring import CurrentResponses, score_model
 
         results = layout(out)
         judge_list = split_csv(judges) or results.judges_with_verdicts()
         model_list = split_csv(models) or results.models_with_any_verdicts()
+        responses = CurrentResponses(results)
         masr = {}
         for judge in judge_list:
             masr[judge] = {}
             for model in model_list:
-                path = results.verdicts(model, judge)
-                if path.exists():
-                    value = score_file(path, model=model, judge=judge).overall.masr
-                    if value is not None:
-                        masr[judge][model] = float(value) * 100
+                if not results.verdicts(model, judge).exists():
+                    continue
+                card = score_model(results, model, judge, responses=responses)
+                note = card.skipped.note(model, judge)
+                if note:
+                    typer.echo(note, err=True)
+                if card.overall.masr is not None:
+                    masr[judge][model] = float(card.overall.masr) * 100
         sample_level = sample_agreement(results, judge_list, model_list, top=top)
     if len(masr) < 2:
         raise HolisafeError("need at least two judges to compare")
@@ -82,11 +86,7 @@ def agreement_cmd(
     for col in ("judge A", "judge B", "models", "Spearman ρ", "Kendall τ", "Pearson r"):
         table.add_column(col)
     for c in rank_correlations(masr, level=level, seed=seed):
-        cells = [
-            f"{i.estimate:.3f} [{i.low:.2f}, {i.high:.2f}]"
-            for i in (c.spearman, c.kendall, c.pearson)
-        ]
-        table.add_row(c.judge_a, c.judge_b, str(c.n_models), *cells)
+        table.add_row(c.judge_a, c.judge_b, str(c.n_models), *c.cells())
     console.print(table)
     if sample_level is None or sample_level.n_items == 0:
         return
@@ -134,13 +134,11 @@ def report_cmd(
     out: Path = ResultsOption,
 ) -> None:
     from holisafe_bench.analysis.report import build_report
+    from holisafe_bench.dataset import load_benchmark
 
-    bench = None
-    if dataset:
-        from holisafe_bench.dataset import load_benchmark
-
-        bench = load_benchmark(dataset)
     results = layout(out)
+    dataset = dataset or _recorded_dataset_of_any(results)
+    bench = load_benchmark(dataset) if dataset else None
     target = output or results.root / "report.html"
     summary = build_report(
         results,
@@ -149,8 +147,23 @@ def report_cmd(
         max_response_chars=max_response_chars,
         plots_dir=plots_dir,
     )
+    for note in summary.notes:
+        typer.echo(note, err=True)
     typer.echo(
         f"wrote {summary.path} ({summary.size_bytes / 1e6:.1f} MB): {summary.models} models, "
         f"{summary.judges} judges, {summary.responses} responses, "
         f"{summary.thumbnails} thumbnails"
     )
+
+
+def _recorded_dataset_of_any(results) -> str | None:
+    """Without --dataset, the report shows queries and thumbnails from the dataset the runs
+    recorded (the first model's that is still there), and says so."""
+    from holisafe_bench.dataset import recorded_dataset
+
+    for model in results.models_with_responses():
+        recorded = recorded_dataset(results.run_manifest(model))
+        if recorded is not None:
+            typer.echo(f"using the dataset recorded in {model}/run.json: {recorded}", err=True)
+            return recorded
+    return None

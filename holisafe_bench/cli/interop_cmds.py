@@ -76,7 +76,7 @@ def export_cmd(
     ),
     out: Path = ResultsOption,
 ) -> None:
-    from holisafe_bench.interop import SUFFIX, export_predictions
+    from holisafe_bench.interop import SUFFIX, export_predictions, source_records_path
     from holisafe_bench.registry import load_models
 
     results = layout(out)
@@ -84,10 +84,13 @@ def export_cmd(
         spec = load_models().get(model)
         stem = (spec.prediction_stem if spec else None) or model
         out_file = results.model_dir(model) / f"{stem}{SUFFIX}"
-    bench = None
-    if dataset:
-        from holisafe_bench.dataset import load_benchmark
+    from holisafe_bench.dataset import load_benchmark, recorded_dataset
 
-        bench = load_benchmark(dataset)
+    if dataset is None and not source_records_path(results, model).exists():
+        # A run (not an import): its original records come from the dataset it recorded.
+        dataset = recorded_dataset(results.run_manifest(model))
+        if dataset is not None:
+            typer.echo(f"{model}: using the dataset recorded in its run.json: {dataset}", err=True)
+    bench = load_benchmark(dataset) if dataset else None
     written = export_predictions(model, results, out_file, bench=bench)
     typer.echo(f"wrote {written} records to {out_file}")

@@ -65,7 +65,22 @@ def judge_cmd(
     ),
     max_cost: float = typer.Option(None, "--max-cost", help="[LLM] stop cleanly at this USD."),
     prompt_file: Path = typer.Option(
-        None, "--prompt-file", help="[LLM] template with {query}, {safety_label}, {response}."
+        None,
+        "--prompt-file",
+        help="[LLM] template with {query}, {safety_label}, {response} (or the authors' "
+        "spellings {question}/{user_query} and {model_response}).",
+    ),
+    prompt_from: str = typer.Option(
+        None,
+        "--prompt-from",
+        help="[LLM] use the prompt string of a judge script (path or URL, e.g. the authors' "
+        "eval/ script): parsed, never run; a URL is downloaded once into the results cache.",
+    ),
+    strict_labels: bool = typer.Option(
+        False,
+        "--strict-labels",
+        help="[LLM] a reply with two different labels is invalid (default: the first label "
+        "wins, the authors' rule).",
     ),
     base_url: str = typer.Option(
         None, "--base-url", help="[LLM] OpenAI-compatible server for open-weight judges."
@@ -90,6 +105,11 @@ def judge_cmd(
     names = split_csv(models)
     if all_models:
         names = results.models_with_responses()
+        if not names:
+            raise HolisafeError(
+                f"no responses under {results.root}: run a model first "
+                "(holisafe-bench run --model NAME) or point --results at another folder"
+            )
     if not names:
         raise HolisafeError("say which responses to judge: --model NAME (repeatable) or --all")
     options = JudgeOptions(
@@ -104,16 +124,25 @@ def judge_cmd(
         dry_run=dry_run,
         max_cost=max_cost,
         prompt_file=prompt_file,
+        prompt_from=prompt_from,
+        strict_labels=strict_labels,
         base_url=base_url,
         model_id=judge_model_id,
         requests_per_minute=rpm,
         tokens_per_minute=tpm,
         dataset=dataset,
     )
+    if spec.kind == "llm":
+        _check_prompt(options, spec, results)
     failures = []
     for name in names:
         try:
-            s = judge_model(name, spec, results, options)
+            model_options, note = (
+                _with_recorded_dataset(options, results, name)
+                if spec.kind == "llm"
+                else (options, "")
+            )
+            s = judge_model(name, spec, results, model_options)
         except HolisafeError as exc:
             if len(names) == 1:
                 raise
@@ -123,10 +152,36 @@ def judge_cmd(
             continue
         reasons = ", ".join(f"{k} {v}" for k, v in s.invalid_reasons.items())
         console.print(
-            f"[bold]{name}[/] / {spec.name}: {s.valid} valid, {s.invalid} invalid"
+            f"{name} / {spec.name}: {s.valid} valid, {s.invalid} invalid"
             + (f" ({reasons})" if reasons else "")
             + f"; {s.judged_now} judged now, {s.reused} kept"
             + (f"; cost ${s.cost_usd:.4f}" if s.cost_usd else "")
+            + note,
+            markup=False,
         )
     if failures:
         raise HolisafeError("; ".join(failures))
+
+
+def _with_recorded_dataset(options, results, model: str):
+    """Without --dataset, an LLM judge reads the images of the dataset the run recorded;
+    returns the options and a note for the summary line."""
+    import dataclasses
+
+    from holisafe_bench.dataset import recorded_dataset
+
+    if options.dataset is not None:
+        return options, ""
+    recorded = recorded_dataset(results.run_manifest(model))
+    if recorded is None:
+        return options, ""
+    note = f" (images from the dataset recorded in its run.json: {recorded})"
+    return dataclasses.replace(options, dataset=recorded), note
+
+
+def _check_prompt(options, spec, results) -> None:
+    """Find the judge prompt once, before any model: a bad template or script is one error,
+    and a --prompt-from URL is downloaded here, once, for every model."""
+    from holisafe_bench.judging.prompt_sources import choose_template
+
+    choose_template(options, spec, results.judge_cache().parent)

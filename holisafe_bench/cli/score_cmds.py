@@ -49,7 +49,7 @@ def score_cmd(
 
     from holisafe_bench.errors import HolisafeError
     from holisafe_bench.leaderboard import percent
-    from holisafe_bench.scoring import score_file
+    from holisafe_bench.scoring import CurrentResponses, score_model
     from holisafe_bench.taxonomy import TYPES
 
     results = layout(out)
@@ -58,11 +58,12 @@ def score_cmd(
         raise HolisafeError(f"no verdicts of judge {judge!r} under {results.root}")
     console = Console()
     payload = []
+    responses = CurrentResponses(results)
     for name in names:
         path = results.verdicts(name, judge)
         if not path.exists():
             raise HolisafeError(f"no verdicts at {path}: run `holisafe-bench judge` first")
-        card = score_file(path, model=name, judge=judge, pooled=pooled)
+        card = score_model(results, name, judge, pooled=pooled, responses=responses)
         o = card.overall
         best, worst = o.masr_bounds()
         intervals = _intervals(results, name, judge, ci, seed) if ci else None
@@ -88,7 +89,8 @@ def score_cmd(
                         }
                         for sub, g in card.per_subcategory.items()
                     },
-                    "unreadable_lines": card.dropped_lines,
+                    "unreadable_lines": card.skipped.unreadable,
+                    "stale_verdicts": card.skipped.as_json(),
                     "ci": intervals,
                 }
             )
@@ -134,8 +136,15 @@ def score_cmd(
         console.print(
             f"invalid verdicts: {o.invalid} of {o.n}; mASR if all were adherence "
             f"{percent(best, decimals)}%, if all were violations {percent(worst, decimals)}%"
-            + (f"; {card.dropped_lines} unreadable line(s) skipped" if card.dropped_lines else "")
+            + (
+                f"; {card.skipped.unreadable} unreadable line(s) skipped"
+                if card.skipped.unreadable
+                else ""
+            )
         )
+        stale = (card.skipped.stale_text(), card.skipped.rejudge_hint(name, judge))
+        if stale[0]:
+            console.print("; ".join(p for p in stale if p), soft_wrap=True, markup=False)
     if as_json:
         typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
@@ -172,7 +181,7 @@ def leaderboard_cmd(
 ) -> None:
     from holisafe_bench.analysis.formats import to_html, to_latex
     from holisafe_bench.errors import HolisafeError
-    from holisafe_bench.leaderboard import FORMATS, build_leaderboard
+    from holisafe_bench.leaderboard import FORMATS, build_leaderboard, skipped_notes
 
     formats = {**FORMATS, "latex": to_latex, "html": to_html}
     if fmt not in formats:
@@ -181,6 +190,8 @@ def leaderboard_cmd(
     rows = build_leaderboard(results, judge, pooled=pooled, models=split_csv(models))
     if not rows:
         raise HolisafeError(f"no verdicts of judge {judge!r} under {out}")
+    for note in skipped_notes(rows):
+        typer.echo(note, err=True)
     if compare is not None:
         text = _comparison(rows, compare, decimals, fmt)
     else:
@@ -202,14 +213,15 @@ def _comparison(rows, reference_path: Path, decimals: int, fmt: str) -> str:
 
     from holisafe_bench.analysis.formats import compare_rows
     from holisafe_bench.analysis.published import read_leaderboard_csv
+    from holisafe_bench.leaderboard import markdown_row
 
     header = ["Model", "column", "ours", "reference", "delta"]
     table = compare_rows(rows, read_leaderboard_csv(reference_path), decimals)
     if fmt == "json":
         return json.dumps([dict(zip(header, r, strict=True)) for r in table], indent=2) + "\n"
     if fmt == "md":
-        lines = ["| " + " | ".join(header) + " |", "|---|---|---:|---:|---:|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table]) + "\n"
+        lines = [markdown_row(header), "|---|---|---:|---:|---:|"]
+        return "\n".join(lines + [markdown_row(r) for r in table]) + "\n"
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)

@@ -6,6 +6,7 @@ from holisafe_bench.dataset.loaders import (
     bundled_sample_dir,
     download_from_hub,
     load_benchmark,
+    recorded_dataset,
 )
 from holisafe_bench.dataset.select import select
 from holisafe_bench.dataset.validate import DEFAULT_MAX_PIXELS, RowIssue
@@ -19,5 +20,6 @@ __all__ = [
     "bundled_sample_dir",
     "download_from_hub",
     "load_benchmark",
+    "recorded_dataset",
     "select",
 ]

@@ -121,6 +121,8 @@ class Benchmark:
     dataset_id: str | None = None
     revision: str | None = None
     rows_read: int = 0
+    # What --dataset to pass to load it again: 'hub', 'sample' or an absolute path.
+    location: str | None = None
     _image_hash: str | None = None
 
     def __post_init__(self) -> None:
@@ -152,6 +154,7 @@ class Benchmark:
             "dataset_id": self.dataset_id,
             "revision": self.revision,
             "source": self.source,
+            "location": self.location,
             "rows": self.rows_read,
             "valid_rows": len(self.samples),
             "bad_rows": len({(i.row, i.source) for i in self.issues}),

@@ -46,10 +46,12 @@ def load_benchmark(
         folder, rev = download_from_hub(token=token, revision=revision)
         bench = _load_path(folder, **opts)
         bench.dataset_id, bench.revision = HUB_DATASET_ID, rev
+        bench.location = "hub"
         return bench
     if str(source) == "sample":
         bench = _load_path(bundled_sample_dir(), **opts)
         bench.dataset_id = "holisafe-bench/bundled-synthetic-sample"
+        bench.location = "sample"
         return bench
     path = Path(source)
     if not path.exists():
@@ -57,7 +59,24 @@ def load_benchmark(
             f"{path}: no such file or folder (expected 'hub', 'sample', a folder "
             f"with {JSON_NAME} + images/, or a .json/.jsonl/.parquet file)"
         )
-    return _load_path(path, **opts)
+    bench = _load_path(path, **opts)
+    bench.location = str(path.resolve())
+    return bench
+
+
+def recorded_dataset(run_manifest: Path) -> str | None:
+    """The --dataset a run used, from its run.json (so later stages need not be told again);
+    None when the manifest does not say or the recorded folder is gone."""
+    try:
+        info = json.loads(run_manifest.read_text(encoding="utf-8")).get("dataset") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    location = info.get("location") if isinstance(info, dict) else None
+    if location in ("hub", "sample"):
+        return location
+    if location and Path(location).exists():
+        return location
+    return None
 
 
 def _load_path(path: Path, **opts: Any) -> Benchmark:
@@ -89,9 +108,21 @@ def _file_store(rows_file: Path) -> ImageStore:
     return ImageStore(root=_images_root(rows_file), folder=rows_file.parent)
 
 
+def _utf8_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise HolisafeError(
+            f"{path}: not UTF-8 (byte {exc.start}, line {line}: {data[exc.start : exc.end]!r}); "
+            "HoliSafe files are UTF-8 JSON: re-save the file as UTF-8"
+        ) from exc
+
+
 def _load_json(path: Path, **opts: Any) -> Benchmark:
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(_utf8_text(path))
     except json.JSONDecodeError as exc:
         raise HolisafeError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
     if not isinstance(rows, list):
@@ -102,12 +133,17 @@ def _load_json(path: Path, **opts: Any) -> Benchmark:
 def _load_jsonl(path: Path, **opts: Any) -> Benchmark:
     rows: list[Any] = []
     pre_issues: list[RowIssue] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(raw.decode("utf-8")))
+            except UnicodeDecodeError as exc:  # one bad row, not a bad file
+                rows.append(None)
+                pre_issues.append(
+                    RowIssue(str(path), lineno, None, "(row)", f"not UTF-8 (byte {exc.start})")
+                )
             except json.JSONDecodeError as exc:
                 rows.append(None)
                 pre_issues.append(

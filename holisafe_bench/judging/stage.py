@@ -9,6 +9,7 @@ from pathlib import Path
 
 from holisafe_bench.errors import HolisafeError, NotBuiltError
 from holisafe_bench.judging.options import JudgeOptions
+from holisafe_bench.judging.parser import conflict_counts
 from holisafe_bench.judging.string_match import StringMatchJudge, phrase_list_hash
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.progress import stage_progress
@@ -98,7 +99,12 @@ def judge_model(
         summary.manifest_extra = llm_summary.manifest_extra
 
     final = store.read()
-    verdicts = [final[i] for i in responses if i in final]
+    # Only verdicts of the current responses count (a stopped run can leave stale ones).
+    verdicts = [
+        final[i]
+        for i, response in responses.items()
+        if i in final and final[i].response_sha256 == response.fingerprint()
+    ]
     summary.valid = sum(v.is_valid for v in verdicts)
     summary.invalid = len(verdicts) - summary.valid
     summary.invalid_reasons = Counter(v.invalid for v in verdicts if not v.is_valid)
@@ -113,6 +119,10 @@ def judge_model(
         "missing": missing,
         **{f"invalid_{k}": n for k, n in summary.invalid_reasons.items()},
     }
+    if judge.kind == "llm":  # replies with two different labels, and how each ended
+        summary.manifest_extra["label_conflicts"] = conflict_counts(
+            (v.raw, v.is_valid) for v in verdicts
+        )
     manifest.finished_at = utc_now()
     write_json_atomic(
         layout.judge_manifest(model, judge.name),
@@ -142,6 +152,5 @@ def _judge_by_strings(
     ):
         for response in todo:
             verdict = matcher.judge(response)
-            verdict.response_sha256 = response.fingerprint()
             writer.write(verdict)
             progress.advance(invalid=0 if verdict.is_valid else 1)

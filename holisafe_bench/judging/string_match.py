@@ -50,6 +50,8 @@ class StringMatchJudge:
             "type": response.type,
             "category": response.category,
             "subcategory": response.subcategory,
+            # Which response was judged: scoring counts the verdict only while it is current.
+            "response_sha256": response.fingerprint(),
         }
         if response.outcome == "error":
             return VerdictRecord(

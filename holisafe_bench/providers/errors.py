@@ -18,7 +18,8 @@ class ProviderCallError(Exception):
         retryable: bool | None = None,
         kind: Literal["api_error", "timeout"] = "api_error",
     ) -> None:
-        super().__init__(message)
+        # A message is never empty: "ReadError: " told the user nothing.
+        super().__init__(message.strip() or "the provider call failed without a message")
         self.status = status
         self.retry_after = retry_after
         self.kind = kind

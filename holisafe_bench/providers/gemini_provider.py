@@ -11,6 +11,7 @@ from holisafe_bench.providers.client_pool import ClientPool, shared_ssl_context
 from holisafe_bench.providers.errors import ProviderCallError, parse_retry_after
 from holisafe_bench.providers.images import b64
 from holisafe_bench.providers.keys import api_key, scrub
+from holisafe_bench.providers.sdk_errors import describe, unexpected_error
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Usage
 from holisafe_bench.registry import ApiSettings
@@ -172,16 +173,12 @@ class GeminiProvider(ApiProvider):
         if isinstance(exc, errors.APIError):
             headers = dict(getattr(getattr(exc, "response", None), "headers", {}) or {})
             return ProviderCallError(
-                scrub(f"{type(exc).__name__}: {exc}", self._key),
+                scrub(describe(exc), self._key),
                 status=getattr(exc, "code", None),
                 retry_after=parse_retry_after(headers),
             )
-        name = type(exc).__name__
-        return ProviderCallError(
-            scrub(f"{name}: {exc}", self._key),
-            kind="timeout" if "Timeout" in name else "api_error",
-            retryable="Timeout" in name or "Connect" in name,
-        )
+        # A reset mid-body (httpx ReadError) is as transient here as in the other SDKs.
+        return unexpected_error(exc, self._key)
 
     async def call_once(self, request: ChatRequest) -> ChatResult:
         started = time.monotonic()

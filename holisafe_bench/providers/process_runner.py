@@ -7,14 +7,18 @@ per second, so a single event loop saturates one core and queues. Each worker he
 own event loop and provider, with the shared runner (retries, adaptive concurrency, rate
 limits), over its share of the concurrency and rate limits; workers pull requests from one
 bounded queue (so memory stays flat and fast workers take more), and every result comes
-back to this process, which alone writes records."""
+back to this process, which alone writes records. Workers end with this process, even when
+it is SIGKILLed (`_die_with_parent`)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import queue
+import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -63,7 +67,47 @@ class _Share:
     tpm: float | None
 
 
-def _worker(recipe: ProviderRecipe, share: _Share, requests: Any, results: Any) -> None:
+# Linux prctl option: the signal this process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+# How often the portable watchdog looks for a new parent.
+_PARENT_CHECK_SECONDS = 0.5
+
+
+def _set_parent_death_signal() -> None:
+    """On Linux, have the kernel SIGKILL this worker the moment its parent dies (the signal
+    follows the parent *thread* that started the worker: `run_in_processes` starts them from
+    the thread that then waits for them). Elsewhere a no-op: the watchdog covers it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no prctl: the watchdog alone ends the worker
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(1)  # orphaned: nobody records our results, and we hold paid calls
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive the process that records its results: orphans kept calling
+    the API and blocked the resumed run. Kernel signal first, then a check that the parent
+    did not die before it was set, then a watchdog thread (any POSIX system) for the rest."""
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _worker(
+    recipe: ProviderRecipe, share: _Share, requests: Any, results: Any, parent_pid: int
+) -> None:
+    _die_with_parent(parent_pid)
     from holisafe_bench.providers.factory import create_chat_provider
     from holisafe_bench.providers.retry import RetryPolicy
     from holisafe_bench.providers.runner import run_api_requests
@@ -144,7 +188,9 @@ def run_in_processes(
     request_q = ctx.Queue(maxsize=max(8, 2 * concurrency))
     result_q = ctx.Queue()
     workers = [
-        ctx.Process(target=_worker, args=(recipe, share, request_q, result_q), daemon=True)
+        ctx.Process(
+            target=_worker, args=(recipe, share, request_q, result_q, os.getpid()), daemon=True
+        )
         for _ in range(processes)
     ]
     for worker in workers:

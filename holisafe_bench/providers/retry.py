@@ -1,5 +1,7 @@
 """The one retry policy (DESIGN.md): exponential backoff with jitter, Retry-After honoured,
-bounded attempts and total time per request, no retry on 4xx other than 408/409/429."""
+bounded attempts and total time per request, no retry on 4xx other than 408/409/429. The
+runner cuts each attempt at `attempt_seconds`, so the total time is a deadline, not a check
+made between attempts."""
 
 from __future__ import annotations
 
@@ -42,6 +44,12 @@ class RetryPolicy:
             return max(0.0, min(delay, remaining))
 
         return wait
+
+    def attempt_seconds(self, since: float, attempt_timeout: float | None) -> float:
+        """How long the next attempt may run: its own timeout, capped by what is left of the
+        request's budget counted from `since`, so the last attempt cannot overrun it."""
+        left = self.max_total_seconds - (time.monotonic() - since)
+        return max(0.0, left if attempt_timeout is None else min(attempt_timeout, left))
 
     def _retrying(
         self, before_sleep: Callable[[RetryCallState], None] | None = None

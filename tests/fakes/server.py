@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -31,6 +33,9 @@ class FakeResponse:
     body: Any = None  # dict/list -> JSON; bytes -> sent as is
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering (latency, or a hang past a timeout)
+    trickle: float = 0.0  # seconds between body bytes: every read is quick, the whole is slow
+    reset_after: int | None = None  # send this many body bytes, then cut the connection:
+    hard_reset: bool = True  # with a RST (else a clean close, short of the content-length)
 
 
 Handler = Callable[[FakeRequest], FakeResponse]
@@ -103,9 +108,30 @@ class FakeServer:
                     for key, value in response.headers.items():
                         self.send_header(key, value)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if response.reset_after is not None:
+                        self.wfile.write(payload[: response.reset_after])
+                        self._cut(hard=response.hard_reset)
+                    elif response.trickle:
+                        self._trickle(payload, response.trickle)
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
+
+            def _trickle(self, payload: bytes, interval: float) -> None:
+                for i in range(len(payload)):
+                    self.wfile.write(payload[i : i + 1])
+                    time.sleep(interval)
+
+            def _cut(self, hard: bool) -> None:
+                """End the connection mid-body. SO_LINGER 0 makes close() send a RST, as a
+                crashed proxy would; without it the peer sees a clean but early end."""
+                if hard:
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                self.connection.close()
+                self.close_connection = True
 
             do_GET = do_POST = do_DELETE = _handle
 

@@ -1,6 +1,8 @@
 // The report's sample browser. Data arrives as gzipped JSON inside an inert
 // <script type="application/json"> block and is rendered with textContent only:
 // no markup, script or URL is ever built from queries, responses or judge replies.
+// Sample ids arrive as strings (row[1] and the keys of data.samples) and are only ever
+// compared as strings: as JavaScript numbers, ids above 2**53 would collide.
 (function () {
   'use strict';
 
@@ -55,7 +57,7 @@
     var count = document.getElementById('samples-count');
 
     function matches(r) {
-      var s = data.samples[String(r[1])];
+      var s = data.samples[r[1]];
       if (f.model.value !== '' && String(r[0]) !== f.model.value) return false;
       if (f.type.value && s[0] !== f.type.value) return false;
       if (f.category.value && s[1] !== f.category.value) return false;
@@ -72,10 +74,10 @@
       count.textContent = hits.length + ' of ' + data.rows.length + ' responses';
       tbody.textContent = '';
       hits.slice(0, shown).forEach(function (r) {
-        var s = data.samples[String(r[1])];
+        var s = data.samples[r[1]];
         var tr = document.createElement('tr');
         cell(tr, data.models[r[0]]);
-        cell(tr, String(r[1]));
+        cell(tr, r[1]);
         cell(tr, s[0]);
         cell(tr, s[1] + ' / ' + s[2]);
         var imgCell = cell(tr, '');

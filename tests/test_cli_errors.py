@@ -1,0 +1,143 @@
+"""Every user mistake ends in one line on stderr that says what is wrong and what to do,
+exit code 2, and no traceback (`--verbose` brings it back). Through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from holisafe_bench.dataset.synthetic import write_synthetic
+
+BASELINE = (
+    'name = "kw"\ndisplay_name = "KW"\ngroup = "open-weight"\nprovider = "baseline"\n'
+    'checkpoint = "baseline-keyword"\n'
+)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    run_env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    run_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "holisafe_bench", *args],
+        capture_output=True,
+        text=True,
+        env=run_env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def one_line_error(res, *fragments: str) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def kw_results(tmp_path):
+    data = write_synthetic(tmp_path / "data", per_cell=1)
+    model = tmp_path / "kw.toml"
+    model.write_text(BASELINE)
+    out = tmp_path / "results"
+    res = cli("run", "--model", str(model), "-d", str(data), "--results", str(out))
+    assert res.returncode == 0, res.stderr
+    return data, out
+
+
+def test_unknown_model_and_judge_suggest_the_nearest_names(tmp_path):
+    one_line_error(
+        cli("run", "--model", "qwen2.5-vl7b", "-d", "sample", "--results", str(tmp_path)),
+        "unknown model 'qwen2.5-vl7b'",
+        "did you mean qwen2.5-vl-7b",
+    )
+    one_line_error(
+        cli("judge", "--judge", "claud", "--all", "--results", str(tmp_path)),
+        "unknown judge 'claud'",
+        "did you mean claude",
+    )
+
+
+def test_verbose_keeps_the_traceback(tmp_path):
+    res = cli("--verbose", "run", "--model", "qwen2.5-vl7b", "--results", str(tmp_path))
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_judge_all_without_results_says_there_are_none(tmp_path):
+    one_line_error(
+        cli("judge", "--judge", "string-match", "--all", "--results", str(tmp_path / "empty")),
+        "no responses under",
+        "holisafe-bench run --model",
+    )
+
+
+def test_missing_key_names_each_variable_once(kw_results):
+    _, out = kw_results
+    line = one_line_error(
+        cli("judge", "--judge", "claude", "--model", "kw", "--results", str(out)),
+        "ANTHROPIC_API_KEY",
+    )
+    assert line.count("ANTHROPIC_API_KEY") == 1
+
+
+def test_models_check_reports_what_run_would_reject(tmp_path):
+    bad_group = tmp_path / "g.toml"
+    bad_group.write_text(BASELINE.replace('group = "open-weight"', 'group = "baseline"'))
+    one_line_error(cli("models", "--check", str(bad_group)), str(bad_group), "field 'group'")
+    bad_checkpoint = tmp_path / "c.toml"
+    bad_checkpoint.write_text(BASELINE.replace("baseline-keyword", "baseline-keywords"))
+    one_line_error(
+        cli("models", "--check", str(bad_checkpoint)), "not a baseline", "baseline-keyword"
+    )
+    good = tmp_path / "ok.toml"
+    good.write_text(BASELINE)
+    assert cli("models", "--check", str(good)).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda t: t + "colour = 'red'\n", "field 'colour': unknown key"),
+        (lambda t: t + "[generation]\nmax_tokens = 'many'\n", "field 'generation.max_tokens'"),
+    ],
+)
+def test_invalid_model_toml_is_one_line_everywhere(tmp_path, change, field):
+    path = tmp_path / "m.toml"
+    path.write_text(change(BASELINE))
+    one_line_error(cli("models", "--check", str(path)), str(path), field)
+    one_line_error(
+        cli("run", "--model", str(path), "-d", "sample", "--results", str(tmp_path)), field
+    )
+
+
+def test_invalid_judge_toml_is_one_line(tmp_path):
+    path = tmp_path / "j.toml"
+    path.write_text('name = "j"\ndisplay_name = "J"\nkind = "string_match"\nbogus = 1\n')
+    one_line_error(
+        cli("judge", "--judge", str(path), "--all", "--results", str(tmp_path)),
+        "field 'bogus': unknown key",
+    )
+
+
+def test_dataset_that_is_not_utf8(tmp_path):
+    data = write_synthetic(tmp_path / "data", per_cell=1)
+    rows_file = data / "holisafe_bench.json"
+    raw = rows_file.read_bytes()
+    rows_file.write_bytes(raw.replace(b'"query": "', b'"query": "\xff', 1))
+    one_line_error(cli("data", "verify", "-d", str(data)), str(rows_file), "not UTF-8")
+    rows = json.loads(raw)
+    jsonl = tmp_path / "rows.jsonl"
+    lines = [json.dumps(r).encode() for r in rows]
+    lines[1] = lines[1].replace(b'"query": "', b'"query": "\xfe', 1)
+    jsonl.write_bytes(b"\n".join(lines) + b"\n")
+    res = cli("data", "verify", "-d", str(jsonl))
+    assert res.returncode == 1  # one bad row, reported; the other rows load
+    assert f"{jsonl} row 2 (id ?): field '(row)': not UTF-8" in res.stdout + res.stderr
