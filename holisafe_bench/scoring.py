@@ -123,6 +123,7 @@ class Skipped:
     response_changed: int = 0  # the judged response was replaced since
     no_response_hash: int = 0  # written before verdicts recorded it: cannot be checked
     no_response: int = 0  # the sample has no response any more
+    no_verdicts: bool = False  # the file holds no line at all (a judge that stopped at once)
 
     @property
     def stale(self) -> int:
@@ -155,6 +156,11 @@ class Skipped:
 
     def note(self, model: str, judge: str) -> str | None:
         """One line for the user, or None when nothing was left out."""
+        if self.no_verdicts:
+            return (
+                f"{model} / {judge}: the verdict file holds no verdicts (the judge stopped "
+                f"before its first one); run holisafe-bench judge --judge {judge} --model {model}"
+            )
         unreadable = f"{self.unreadable} unreadable line(s) skipped" if self.unreadable else None
         parts = (unreadable, self.stale_text(), self.rejudge_hint(model, judge))
         text = "; ".join(p for p in parts if p)
@@ -333,4 +339,5 @@ def score_model(
     found = load_current_verdicts(layout.verdicts(model, judge), responses.of(model))
     card = score_rows(found.rows, model=model, judge=judge, pooled=pooled)
     card.skipped = found.skipped
+    card.skipped.no_verdicts = not found.rows and not found.skipped.unreadable + found.skipped.stale
     return card

@@ -47,13 +47,16 @@ def _writer_lock(lock_path: Path, data_path: Path) -> Iterator[None]:
     writer its orphaned workers kept the lock and the resumed run was refused. A record lock
     belongs to this process alone: never inherited by fork, released when it dies."""
     key = os.path.realpath(lock_path)
-    busy = StoreLockedError(
-        f"{data_path} is being written by another process (lock {lock_path}); "
-        "wait for it to finish, or stop it"
-    )
+
+    def busy(holder: str) -> StoreLockedError:
+        return StoreLockedError(
+            f"{data_path} is being written by {holder} (lock {lock_path}); "
+            "wait for it to finish, or stop it, then re-run to resume"
+        )
+
     with _held_guard:
         if key in _held_locks:
-            raise busy
+            raise busy(f"this process (pid {os.getpid()})")
         _held_locks.add(key)
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -63,13 +66,32 @@ def _writer_lock(lock_path: Path, data_path: Path) -> Iterator[None]:
             except OSError as exc:
                 if exc.errno not in (errno.EACCES, errno.EAGAIN):
                     raise
-                raise busy from exc
+                raise busy(_lock_holder(fd)) from exc
+            # The holder's pid, so a refused second writer can say who holds the file.
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield
         finally:
             os.close(fd)  # releases the lock
     finally:
         with _held_guard:
             _held_locks.discard(key)
+
+
+def _remove_debris(lock_path: Path) -> None:
+    """The lock file (still held: a writer that opened it meanwhile is refused, not let in)
+    and its folder when empty."""
+    with contextlib.suppress(OSError):
+        lock_path.unlink()
+        lock_path.parent.rmdir()
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        pid = int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return "another process"
+    return f"process {pid}"
 
 
 class RecordStore(Generic[R]):
@@ -146,17 +168,22 @@ class RecordStore(Generic[R]):
             if overwrite and self.path.exists():
                 self.path.unlink()
             _truncate_torn_tail(self.path)
-            fh = self.path.open("ab")
-            writer = RecordWriter(fh, fsync_every, fsync_seconds)
+            writer = RecordWriter(self.path, fsync_every, fsync_seconds)
             try:
                 yield writer
             finally:
                 writer.close()
+                if not self.path.exists():
+                    _remove_debris(lock_path)  # nothing written: leave no trace
 
 
 class RecordWriter(Generic[R]):
-    def __init__(self, fh, fsync_every: int, fsync_seconds: float) -> None:
-        self._fh = fh
+    """Appends records to `path`. The file is created by the first record, so a stage that
+    fails before it (no API key, a model that cannot load) leaves no empty file behind."""
+
+    def __init__(self, path: Path, fsync_every: int, fsync_seconds: float) -> None:
+        self._path = path
+        self._fh = None
         self._fsync_every = fsync_every
         self._fsync_seconds = fsync_seconds
         self._pending = 0
@@ -164,6 +191,8 @@ class RecordWriter(Generic[R]):
         self.written = 0
 
     def write(self, record: BaseModel) -> None:
+        if self._fh is None:
+            self._fh = self._path.open("ab")
         # One write call per line keeps a crash to at most one torn line at the end.
         self._fh.write(record.model_dump_json().encode("utf-8") + b"\n")
         self.written += 1
@@ -175,13 +204,15 @@ class RecordWriter(Generic[R]):
             self.sync()
 
     def sync(self) -> None:
+        if self._fh is None:
+            return
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._pending = 0
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
-        if not self._fh.closed:
+        if self._fh is not None and not self._fh.closed:
             self.sync()
             self._fh.close()
 

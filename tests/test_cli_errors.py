@@ -141,3 +141,77 @@ def test_dataset_that_is_not_utf8(tmp_path):
     res = cli("data", "verify", "-d", str(jsonl))
     assert res.returncode == 1  # one bad row, reported; the other rows load
     assert f"{jsonl} row 2 (id ?): field '(row)': not UTF-8" in res.stdout + res.stderr
+
+
+def test_a_second_writer_is_told_which_process_holds_the_file(kw_results, tmp_path):
+    data, out = kw_results
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from holisafe_bench.records import ResponseRecord\n"
+            "from holisafe_bench.store import RecordStore\n"
+            "with RecordStore(sys.argv[1], ResponseRecord).writer():\n"
+            "    print('locked', flush=True)\n"
+            "    time.sleep(60)\n",
+            str(out / "kw" / "responses.jsonl"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        model = tmp_path / "kw.toml"
+        one_line_error(
+            cli(
+                "run", "--model", str(model), "-d", str(data), "--results", str(out), "--overwrite"
+            ),
+            f"being written by process {holder.pid}",
+            "re-run to resume",
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    res = cli("run", "--model", str(tmp_path / "kw.toml"), "-d", str(data), "--results", str(out))
+    assert res.returncode == 0, res.stderr  # the lock went with its holder
+
+
+def test_score_agreement_and_report_without_results_say_what_to_run(tmp_path, kw_results):
+    empty = tmp_path / "empty"
+    one_line_error(cli("score", "--results", str(empty)), "run a model first")
+    one_line_error(cli("leaderboard", "--results", str(empty)), "run a model first")
+    one_line_error(cli("report", "--results", str(empty)), "nothing to report")
+    assert not (empty / "report.html").exists()
+    _, out = kw_results  # responses, no verdicts yet
+    one_line_error(
+        cli("score", "--results", str(out)),
+        "no verdicts of judge 'string-match'",
+        "holisafe-bench judge --judge string-match --all",
+    )
+    one_line_error(cli("agreement", "--results", str(out)), "at least two judges")
+
+
+@pytest.mark.parametrize("command", ["score", "leaderboard", "agreement"])
+def test_confidence_levels_are_fractions(tmp_path, command):
+    one_line_error(
+        cli(command, "--ci", "95", "--results", str(tmp_path)),
+        "--ci 95: a confidence level is a fraction in (0, 1)",
+        "did you mean 0.95",
+    )
+
+
+def test_a_judge_that_fails_at_once_leaves_nothing_and_empty_files_are_reported(kw_results):
+    _, out = kw_results
+    one_line_error(cli("judge", "--judge", "claude", "-m", "kw", "--results", str(out)), "API key")
+    assert not (out / "kw" / "verdicts").exists()  # no empty file, no lock, no folder
+    # An empty verdict file (left by an older version) is reported as such, not as n/a%.
+    (out / "kw" / "verdicts").mkdir()
+    (out / "kw" / "verdicts" / "claude.jsonl").touch()
+    one_line_error(
+        cli("score", "--judge", "claude", "--results", str(out)),
+        "kw / claude: the verdict file holds no verdicts",
+        "holisafe-bench judge --judge claude --model kw",
+    )
+    res = cli("leaderboard", "--judge", "claude", "--results", str(out))
+    assert "kw / claude: the verdict file holds no verdicts" in res.stderr

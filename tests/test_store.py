@@ -70,7 +70,7 @@ def test_second_writer_is_refused_while_first_holds_the_lock(tmp_path):
     store = RecordStore(tmp_path / "r.jsonl", ResponseRecord)
     with store.writer() as w:
         w.write(_rec(1))
-        with pytest.raises(StoreLockedError, match="another process"), store.writer():
+        with pytest.raises(StoreLockedError, match="being written by this process"), store.writer():
             pass
     # Released afterwards.
     with store.writer() as w:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from holisafe_bench.cli.common import ResultsOption, layout, split_csv
+from holisafe_bench.cli.common import (
+    ResultsOption,
+    check_level,
+    layout,
+    nothing_judged,
+    split_csv,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +55,7 @@ def agreement_cmd(
     from holisafe_bench.analysis.agreement import rank_correlations
     from holisafe_bench.errors import HolisafeError
 
+    check_level(level)
     console = Console()
     if published:
         from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
@@ -80,7 +87,12 @@ def agreement_cmd(
                     masr[judge][model] = float(card.overall.masr) * 100
         sample_level = sample_agreement(results, judge_list, model_list, top=top)
     if len(masr) < 2:
-        raise HolisafeError("need at least two judges to compare")
+        raise HolisafeError(
+            "agreement needs verdicts of at least two judges; found "
+            + (", ".join(masr) or "none")
+            + ": judge the same models with another judge (holisafe-bench judge --judge NAME)"
+        )
+    _require_shared_models(masr)
 
     table = Table(title=f"rank correlation of mASR between judges ({level:.0%} bootstrap CI)")
     for col in ("judge A", "judge B", "models", "Spearman ρ", "Kendall τ", "Pearson r"):
@@ -137,6 +149,14 @@ def report_cmd(
     from holisafe_bench.dataset import load_benchmark
 
     results = layout(out)
+    if not results.judges_with_verdicts():
+        from holisafe_bench.errors import HolisafeError
+
+        raise HolisafeError(
+            "nothing to report: "
+            + nothing_judged(results, "string-match").split(": ", 1)[1]
+            + "; the report is built from verdicts"
+        )
     dataset = dataset or _recorded_dataset_of_any(results)
     bench = load_benchmark(dataset) if dataset else None
     target = output or results.root / "report.html"
@@ -167,3 +187,16 @@ def _recorded_dataset_of_any(results) -> str | None:
             typer.echo(f"using the dataset recorded in {model}/run.json: {recorded}", err=True)
             return recorded
     return None
+
+
+def _require_shared_models(masr: dict[str, dict[str, float]]) -> None:
+    """Judges that scored no model in common have nothing to agree on."""
+    from holisafe_bench.errors import HolisafeError
+
+    judges = sorted(masr)
+    if any(set(masr[a]) & set(masr[b]) for a in judges for b in judges if a < b):
+        return
+    raise HolisafeError(
+        f"judges {', '.join(judges)} share no judged model: judge at least one model with "
+        "two of them (correlations need 3 shared models)"
+    )

@@ -35,3 +35,30 @@ def split_csv(values: list[str] | None) -> list[str] | None:
     for value in values:
         out.extend(v.strip() for v in value.split(",") if v.strip())
     return out or None
+
+
+def check_level(level: float | None, option: str = "--ci") -> float | None:
+    """A confidence level is a fraction: 0.95, not 95."""
+    from holisafe_bench.errors import HolisafeError
+
+    if level is not None and not 0 < level < 1:
+        hint = f" (did you mean {level / 100:g}?)" if 1 < level < 100 else ""
+        raise HolisafeError(
+            f"{option} {level:g}: a confidence level is a fraction in (0, 1), e.g. 0.95 for "
+            f"95%{hint}"
+        )
+    return level
+
+
+def nothing_judged(results: ResultsLayout, judge: str) -> str:
+    """What to run first when a command finds no verdicts of `judge`."""
+    if not results.models_with_responses():
+        return (
+            f"no results under {results.root}: run a model first "
+            "(holisafe-bench run --model NAME), then judge it "
+            f"(holisafe-bench judge --judge {judge} --all); or point --results at your folder"
+        )
+    return (
+        f"no verdicts of judge {judge!r} under {results.root}: judge the responses first "
+        f"(holisafe-bench judge --judge {judge} --all)"
+    )

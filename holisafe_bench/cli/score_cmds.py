@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from holisafe_bench.cli.common import ResultsOption, layout, split_csv
+from holisafe_bench.cli.common import (
+    ResultsOption,
+    check_level,
+    layout,
+    nothing_judged,
+    split_csv,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -52,10 +58,11 @@ def score_cmd(
     from holisafe_bench.scoring import CurrentResponses, score_model
     from holisafe_bench.taxonomy import TYPES
 
+    check_level(ci)
     results = layout(out)
     names = split_csv(models) or results.models_with_verdicts(judge)
     if not names:
-        raise HolisafeError(f"no verdicts of judge {judge!r} under {results.root}")
+        raise HolisafeError(nothing_judged(results, judge))
     console = Console()
     payload = []
     responses = CurrentResponses(results)
@@ -64,6 +71,11 @@ def score_cmd(
         if not path.exists():
             raise HolisafeError(f"no verdicts at {path}: run `holisafe-bench judge` first")
         card = score_model(results, name, judge, pooled=pooled, responses=responses)
+        if card.skipped.no_verdicts:
+            if len(names) == 1:
+                raise HolisafeError(card.skipped.note(name, judge))
+            typer.echo(card.skipped.note(name, judge), err=True)
+            continue
         o = card.overall
         best, worst = o.masr_bounds()
         intervals = _intervals(results, name, judge, ci, seed) if ci else None
@@ -186,10 +198,11 @@ def leaderboard_cmd(
     formats = {**FORMATS, "latex": to_latex, "html": to_html}
     if fmt not in formats:
         raise HolisafeError(f"--format {fmt!r}: choose one of {', '.join(formats)}")
+    check_level(ci)
     results = layout(out)
     rows = build_leaderboard(results, judge, pooled=pooled, models=split_csv(models))
     if not rows:
-        raise HolisafeError(f"no verdicts of judge {judge!r} under {out}")
+        raise HolisafeError(nothing_judged(results, judge))
     for note in skipped_notes(rows):
         typer.echo(note, err=True)
     if compare is not None:
