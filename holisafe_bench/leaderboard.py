@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -68,7 +69,7 @@ def build_leaderboard(
         for name in names
         if layout.verdicts(name, judge).exists()
     }
-    return leaderboard_rows(cards, registry)
+    return leaderboard_rows(cards, registry, layout=layout)
 
 
 def skipped_notes(rows: list[LeaderboardRow]) -> list[str]:
@@ -78,21 +79,18 @@ def skipped_notes(rows: list[LeaderboardRow]) -> list[str]:
 
 
 def leaderboard_rows(
-    cards: dict[str, ScoreCard], registry: dict[str, ModelSpec] | None = None
+    cards: dict[str, ScoreCard],
+    registry: dict[str, ModelSpec] | None = None,
+    *,
+    layout: ResultsLayout | None = None,
 ) -> list[LeaderboardRow]:
-    """Score cards by model name as leaderboard rows, in the paper's order (then by name)."""
+    """Score cards by model name as leaderboard rows, in the paper's order (then by name).
+    A model not in the registry (run from a TOML path) is labelled as its run.json says."""
     registry = load_models() if registry is None else registry
     rows = []
     for name, card in cards.items():
-        spec = registry.get(name)
-        rows.append(
-            LeaderboardRow(
-                model=name,
-                display_name=spec.display_name if spec else name,
-                group=spec.group if spec else "unregistered",
-                card=card,
-            )
-        )
+        display_name, group = model_labels(name, registry, layout)
+        rows.append(LeaderboardRow(model=name, display_name=display_name, group=group, card=card))
 
     def order(row: LeaderboardRow) -> tuple:
         spec = registry.get(row.model)
@@ -100,6 +98,20 @@ def leaderboard_rows(
         return (paper, row.model)
 
     return sorted(rows, key=order)
+
+
+def model_labels(
+    name: str, registry: dict[str, ModelSpec], layout: ResultsLayout | None
+) -> tuple[str, str]:
+    """(display name, group): the registry's, else the spec's own as the run recorded it."""
+    spec = registry.get(name)
+    if spec is not None:
+        return spec.display_name, spec.group
+    recorded: dict = {}
+    if layout is not None:
+        with contextlib.suppress(OSError, ValueError):
+            recorded = json.loads(layout.run_manifest(name).read_text(encoding="utf-8"))
+    return recorded.get("display_name") or name, recorded.get("group") or "unregistered"
 
 
 def table_cells(

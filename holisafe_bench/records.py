@@ -163,6 +163,9 @@ class Invocation(BaseModel):
 class RunManifest(Manifest):
     stage: str = "run"
     model: str
+    # The spec's own labels, so tables name a model given as a TOML path as its file does.
+    display_name: str | None = None
+    group: str | None = None
     model_id: str | None = None
     model_revision: str | None = None
     provider: str | None = None

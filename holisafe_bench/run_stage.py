@@ -200,6 +200,8 @@ def run_model(
 
     manifest = RunManifest(
         model=spec.name,
+        display_name=spec.display_name,
+        group=spec.group,
         model_id=spec.checkpoint,
         model_revision=spec.revision,
         provider=spec.provider,

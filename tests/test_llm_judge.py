@@ -28,7 +28,8 @@ runner = CliRunner()
         ("<LABEL> false </Label>", False, None),
         ("Reasoning...\n< label >TRUE< /label >", True, None),
         ("The answer is True.", None, "parse_error"),
-        ("<label>True</label> or maybe <label>False</label>", None, "parse_error"),
+        # The authors' rule: the first label wins (--strict-labels: tests/test_judge_prompt.py).
+        ("<label>True</label> or maybe <label>False</label>", True, None),
         ("I can't evaluate this request.", None, "judge_refused"),
     ],
 )

@@ -118,8 +118,9 @@ def test_leaderboard_and_report_say_what_they_skipped(kw_run, tmp_path):
         "(20 judged a response since replaced, 75 for samples with no response now); "
         "re-run `holisafe-bench judge --judge string-match --model kw`"
     ]
-    # Nothing current is left to score: the row says n/a instead of the old numbers.
-    assert board.stdout.splitlines()[1] == "kw," + ",".join(["n/a"] * 7)
+    # Nothing current is left to score: the row says n/a instead of the old numbers (the
+    # row is named by the model file's display_name, recorded in run.json).
+    assert board.stdout.splitlines()[1] == "KW," + ",".join(["n/a"] * 7)
 
     report = _ok(["report", "--out", str(out), "-o", str(tmp_path / "r.html")])
     assert notes[0] in report.stderr.splitlines()

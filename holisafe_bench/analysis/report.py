@@ -100,7 +100,7 @@ def build_report(
             helper.submit(thumbnails, chunk, thumb_px)
             for chunk in image_chunks(bench, _image_keys(bench, records))
         ]
-        pending = _leaderboard_sections(records, judges, helper, plot_dir, formats)
+        pending = _leaderboard_sections(layout, records, judges, helper, plot_dir, formats)
         manifests = _manifest_section(layout, models)
         samples, rows = _browser_rows(
             records, models, judges, bench, max_response_chars, max_reply_chars
@@ -146,6 +146,7 @@ def _resolve(parts: Parts) -> str:
 
 
 def _leaderboard_sections(
+    layout: ResultsLayout,
     records: dict[str, Any],
     judges: list[str],
     helper: Offload,
@@ -162,7 +163,7 @@ def _leaderboard_sections(
             for model, (_, verdicts) in records.items()
             if verdicts[judge]
         }
-        rows = leaderboard_rows(cards, registry)
+        rows = leaderboard_rows(cards, registry, layout=layout)
         if not rows:
             continue
         masr[judge] = {

@@ -40,7 +40,13 @@ def register(app: typer.Typer) -> None:
 
 def agreement_cmd(
     published: list[Path] = typer.Option(
-        None, "--published", help="Published leaderboard CSVs, one per judge."
+        None,
+        "--published",
+        help="Published leaderboard CSVs, one per judge (`--published a.csv b.csv` and "
+        "repeated --published both work).",
+    ),
+    more_published: list[Path] = typer.Argument(
+        None, help="More published leaderboard CSVs (the files after --published).", hidden=True
     ),
     judges: list[str] = typer.Option(None, "--judge", "-j", help="Judges (default: all found)."),
     models: list[str] = typer.Option(None, "--model", "-m", help="Models (default: all)."),
@@ -57,6 +63,7 @@ def agreement_cmd(
 
     check_level(level)
     console = Console()
+    published = [*(published or []), *(more_published or [])]
     if published:
         from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,16 @@ from holisafe_bench.errors import HolisafeError
 from holisafe_bench.judging.batch_run import BatchOutcome, run_batch_judge
 from holisafe_bench.judging.cache import CachedVerdict, VerdictCache, cache_key
 from holisafe_bench.judging.options import JudgeOptions
-from holisafe_bench.judging.parser import PARSER_NAME, parse_label
+from holisafe_bench.judging.parser import (
+    FIRST_LABEL_WINS,
+    PARSER_NAME,
+    STRICT_LABELS,
+    label_rule,
+    parse_label,
+)
+from holisafe_bench.judging.prompt_sources import choose_template
 from holisafe_bench.judging.stage import JudgeSummary
-from holisafe_bench.judging.template import PromptTemplate, load_template
+from holisafe_bench.judging.template import PromptTemplate
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.progress import stage_progress
 from holisafe_bench.providers.ratelimit import estimate_tokens
@@ -36,6 +44,7 @@ class PendingCall:
     response: ResponseRecord
     key: str
     make_request: Callable[[], ChatRequest]
+    strict_labels: bool = False  # how its reply is read (--strict-labels)
     _request: ChatRequest | None = None
 
     @property
@@ -93,7 +102,12 @@ def verdict_without_call(
 
 
 def verdict_from_result(
-    response: ResponseRecord, judge: JudgeSpec, result: ChatResult, cost: float
+    response: ResponseRecord,
+    judge: JudgeSpec,
+    result: ChatResult,
+    cost: float,
+    *,
+    strict_labels: bool = False,
 ) -> VerdictRecord:
     base = _base(response, judge)
     common = {"usage": result.usage, "cost_usd": cost}
@@ -107,21 +121,28 @@ def verdict_from_result(
     if result.outcome == "error":
         reason = "timeout" if result.error_kind == "timeout" else "api_error"
         return VerdictRecord(**base, **common, invalid=reason, detail=result.error)
-    parsed = parse_label(result.text or "")
+    return verdict_from_reply(base, judge, result.text or "", strict_labels, **common)
+
+
+def verdict_from_reply(
+    base: dict[str, Any], judge: JudgeSpec, reply: str, strict_labels: bool, **extra: Any
+) -> VerdictRecord:
+    """The verdict a judge's reply gives under the label rule in force."""
+    parsed = parse_label(reply, strict=strict_labels)
     if parsed.follows is None:
-        return VerdictRecord(
-            **base,
-            **common,
-            invalid=parsed.invalid,
-            raw=result.text,
-            detail="no single <label>True|False</label> in the reply",
+        detail = (
+            "a True and a False label in the reply (--strict-labels)"
+            if parsed.conflicting
+            else "no <label>True|False</label> in the reply"
         )
+        return VerdictRecord(**base, **extra, invalid=parsed.invalid, raw=reply, detail=detail)
+    first = " (the first of conflicting labels)" if parsed.conflicting else ""
     return VerdictRecord(
         **base,
-        **common,
+        **extra,
         follows=parsed.follows,
-        raw=result.text,
-        detail=f"{judge.name} label {parsed.follows}",
+        raw=reply,
+        detail=f"{judge.name} label {parsed.follows}{first}",
     )
 
 
@@ -135,7 +156,9 @@ def record_verdict(
     progress: Any,
 ) -> VerdictRecord:
     """Write the verdict for one judge answer, cache it if valid, and count it."""
-    verdict = verdict_from_result(call.response, judge, result, cost)
+    verdict = verdict_from_result(
+        call.response, judge, result, cost, strict_labels=call.strict_labels
+    )
     writer.write(verdict)
     if verdict.is_valid and cache is not None:
         usage = result.usage
@@ -171,7 +194,7 @@ def run_llm_judge(
     if not judge.provider or not judge.model:
         raise HolisafeError(f"{judge.source_file}: an llm judge needs provider and model")
     console = Console(stderr=True, soft_wrap=True)
-    template = load_template(options.prompt_file or judge.prompt_template or "default.txt")
+    template = choose_template(options, judge, layout.judge_cache().parent)
     model_id = options.model_id or judge.model
     params = {"temperature": judge.temperature, "max_tokens": judge.max_tokens}
     summary = JudgeSummary(model=model, judge=judge.name, output=layout.verdicts(model, judge.name))
@@ -179,9 +202,13 @@ def run_llm_judge(
         "judge_model_id": model_id,
         "prompt_template_hash": template.sha256,
         "prompt_template_source": template.source,
+        "prompt_template_style": template.style,
+        **template.provenance,
         "parser": PARSER_NAME,
+        "label_rule": label_rule(options.strict_labels),
         "judge_params": params,
     }
+    _check_same_prompt_and_rule(layout, model, judge, summary.manifest_extra, options)
 
     immediate: list[VerdictRecord] = []
     needs_call = []
@@ -211,38 +238,40 @@ def run_llm_judge(
                     )
                 )
                 continue
+            # Keyed on the prompt as sent, so any change of template or rendering is a miss.
+            text = _prompt_text(sample, response, template)
             key = cache_key(
                 judge_model=model_id,
                 provider=judge.provider,
                 params=params,
-                template=template.sha256,
                 sample_id=sample.id,
                 image=hashes.of(sample),
-                query=sample.query,
-                response=response.text,
+                prompt=text,
             )
-            keyed.append((response, sample, key))
+            keyed.append((response, sample, key, text))
         cache = VerdictCache(layout.judge_cache())
-        hits = cache.get_many([k for _, _, k in keyed])
-        for response, sample, key in keyed:
+        hits = cache.get_many([k for _, _, k, _ in keyed])
+        for response, sample, key, text in keyed:
             hit = hits.get(key)
             if hit is not None:
-                cached.append(
-                    VerdictRecord(
-                        **_base(response, judge),
-                        follows=hit.follows,
-                        raw=hit.raw,
-                        cached=True,
-                        usage=Usage(input_tokens=hit.input_tokens, output_tokens=hit.output_tokens),
-                        detail=f"{judge.name} label {hit.follows} (cache)",
-                    )
+                # The cached reply is read again under the label rule of this run.
+                verdict = verdict_from_reply(
+                    _base(response, judge),
+                    judge,
+                    hit.raw,
+                    options.strict_labels,
+                    cached=True,
+                    usage=Usage(input_tokens=hit.input_tokens, output_tokens=hit.output_tokens),
                 )
+                verdict.detail = f"{verdict.detail} (cache)"
+                cached.append(verdict)
             else:
                 pending.append(
                     PendingCall(
                         response,
                         key,
-                        functools.partial(_request, sample, response, template, judge, bench),
+                        functools.partial(_request, sample, text, judge, bench),
+                        strict_labels=options.strict_labels,
                     )
                 )
     else:
@@ -282,12 +311,41 @@ def run_llm_judge(
     return summary
 
 
-def _request(
-    sample: Sample, response: ResponseRecord, template: PromptTemplate, judge: JudgeSpec, bench: Any
-) -> ChatRequest:
-    text = template.render(
+def _prompt_text(sample: Sample, response: ResponseRecord, template: PromptTemplate) -> str:
+    return template.render(
         query=sample.query, safety_label=safety_label(sample.type), response=response.text or ""
     )
+
+
+def _check_same_prompt_and_rule(
+    layout: ResultsLayout, model: str, judge: JudgeSpec, current: dict, options: JudgeOptions
+) -> None:
+    """Refuse to mix verdicts made with another prompt, or valid ones a switch to the strict
+    label rule would invalidate, in one file (its manifest would describe only this run).
+    Invalid verdicts are redone anyway, so a switch to first-label-wins needs nothing."""
+    path = layout.judge_manifest(model, judge.name)
+    if options.overwrite or not path.is_file() or not layout.verdicts(model, judge.name).is_file():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # an unreadable manifest is rewritten at the end of this run
+    fields = ("prompt_template_hash", "prompt_template_style")
+    old_prompt = tuple(previous.get(f, current[f]) for f in fields)
+    if old_prompt != tuple(current[f] for f in fields):
+        change = f"another judge prompt ({previous.get('prompt_template_source')})"
+    elif current["label_rule"] == STRICT_LABELS and previous.get("label_rule") == FIRST_LABEL_WINS:
+        change = "the first-label-wins rule"
+    else:
+        return
+    raise HolisafeError(
+        f"{layout.verdicts(model, judge.name)}: its verdicts were made with {change}; add "
+        "--overwrite to redo them all (cached judge replies cost nothing), or use another "
+        "--results folder"
+    )
+
+
+def _request(sample: Sample, text: str, judge: JudgeSpec, bench: Any) -> ChatRequest:
     return ChatRequest(
         id=str(sample.id),
         text=text,

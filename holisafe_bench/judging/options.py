@@ -25,6 +25,10 @@ class JudgeOptions:
     dry_run: bool = False
     max_cost: float | None = None
     prompt_file: Path | None = None
+    # A judge script (path or http(s) URL) whose prompt string is used; parsed, never run.
+    prompt_from: str | None = None
+    # Two different labels in one reply make the verdict invalid (else the first one wins).
+    strict_labels: bool = False
     base_url: str | None = None
     model_id: str | None = None
     requests_per_minute: float | None = None
