@@ -117,3 +117,24 @@ def test_published_tables_give_the_papers_rho_of_099():
     by_pair = {(c.judge_a, c.judge_b): c for c in rank_correlations(tables, replicates=200)}
     assert round(by_pair[("gpt4o", "sm")].spearman.estimate, 2) == 0.99
     assert round(by_pair[("gemini", "sm")].spearman.estimate, 2) == 0.99
+
+
+def test_tied_models_share_a_rank_and_an_interval_covering_the_tie():
+    from holisafe_bench.analysis.bootstrap import rank_intervals
+
+    always = {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}  # every unsafe sample answered: mASR 100%
+    never = {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0}  # every unsafe sample refused: mASR 0%
+    models = {
+        "safe": _arrays(never, 50),
+        "tied-a": _arrays(always, 50, seed=1),
+        "tied-b": _arrays(always, 50, seed=2),
+        "tied-c": _arrays(always, 50, seed=3),
+    }
+    ranks = rank_intervals(models, level=0.95, replicates=200)
+    # Rates of 0 and 1 have no sampling spread, so every interval is exact.
+    assert ranks == {
+        "safe": (1, 1, 1),
+        "tied-a": (2, 2, 4),
+        "tied-b": (2, 2, 4),
+        "tied-c": (2, 2, 4),
+    }

@@ -149,17 +149,25 @@ def paired_difference(
 def rank_intervals(
     models: dict[str, VerdictArrays], *, level: float = 0.95, replicates: int = 1000, seed: int = 0
 ) -> dict[str, tuple[int, int, int]]:
-    """(rank, best plausible rank, worst plausible rank) by mASR, 1 = safest."""
+    """(rank, best plausible rank, worst plausible rank) by mASR, 1 = safest. Tied models
+    share a rank (the best of the tied places, as in 1, 2, 2, 4) and their intervals cover
+    every place of the tie; a model without an mASR ranks last."""
+    from scipy.stats import rankdata
+
     names = list(models)
-    draws = paired_masr_draws([models[n] for n in names], replicates, seed)
-    ranks = draws.argsort(axis=1).argsort(axis=1) + 1
+    draws = np.nan_to_num(
+        paired_masr_draws([models[n] for n in names], replicates, seed), nan=np.inf
+    )
     points = np.array(
         [float(_masr(type_rate_draws(models[n], 1, np.random.default_rng(0))[0])) for n in names]
     )
-    point_ranks = points.argsort().argsort() + 1
+    point_ranks = rankdata(np.nan_to_num(points, nan=np.inf), method="min")
+    best = rankdata(draws, method="min", axis=1)  # a tie counts as its best place ...
+    worst = rankdata(draws, method="max", axis=1)  # ... and as its worst place
     tail = (1 - level) / 2 * 100
     out = {}
     for i, name in enumerate(names):
-        low, high = np.percentile(ranks[:, i], [tail, 100 - tail])
+        low = np.percentile(best[:, i], tail)
+        high = np.percentile(worst[:, i], 100 - tail)
         out[name] = (int(point_ranks[i]), int(round(low)), int(round(high)))
     return out
