@@ -57,6 +57,15 @@ class EngineArgs(_Strict):
     device_map: str | None = None
     chat_template: str | None = None  # path to a Jinja template overriding the checkpoint's
     batch_size: int | None = Field(None, ge=1)
+    # transformers: how the authors load their Safe-VLMs. The auto class their example uses
+    # (None: image-text-to-text, then causal LM), a checkpoint whose processor and chat
+    # template to use instead of the model's own, and a LLaVA conversation template (the
+    # prompt is built by it and the image spliced in by the model's remote code).
+    auto_class: (
+        Literal["AutoModelForImageTextToText", "AutoModelForCausalLM", "AutoModel"] | None
+    ) = None
+    processor_checkpoint: str | None = None
+    conversation_template: Literal["llava_v1"] | None = None
 
 
 class ApiSettings(_Strict):

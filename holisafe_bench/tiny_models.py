@@ -18,6 +18,7 @@ _CORPUS_TEXT = (
     "i am can't will not provide how many shapes see you it that with of and to"
 )
 _CORPUS = _CORPUS_TEXT.split(" ")
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}SYSTEM: {{ message['content'] }}{{ '\\n' }}"
@@ -60,9 +61,8 @@ def ensure_tiny_llava(path: Path | None = None) -> Path:
 
 def _train_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
-    special = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+    special = list(SPECIAL_TOKENS)
     tok = Tokenizer(models.WordPiece(unk_token="<unk>", max_input_chars_per_word=32))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=special)
@@ -70,7 +70,14 @@ def _train_tokenizer():
         "a b c d e f g h i j k l m n o p q r s t u v w x y z"
     ]
     tok.train_from_iterator([" ".join(_CORPUS)] * 4 + letters, trainer=trainer)
+    return fast_tokenizer(tok)
+
+
+def fast_tokenizer(tok):
+    """A `tokenizers` WordPiece model as the transformers tokenizer the tiny models save:
+    <s>, </s>, <pad>, <unk> and an <image> token, left padding."""
     from tokenizers import decoders
+    from transformers import PreTrainedTokenizerFast
 
     tok.decoder = decoders.WordPiece()
     fast = PreTrainedTokenizerFast(

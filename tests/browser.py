@@ -95,8 +95,9 @@ class Browser:
 
     def click(self, selector: str) -> None:
         box = self.eval(
-            f"(function(){{var r=document.querySelector({json.dumps(selector)})"
-            ".getBoundingClientRect();return [r.left+r.width/2, r.top+r.height/2];})()"
+            f"(function(){{var e=document.querySelector({json.dumps(selector)});"
+            "e.scrollIntoView({block:'center'});"  # a real click needs the element on screen
+            "var r=e.getBoundingClientRect();return [r.left+r.width/2, r.top+r.height/2];})()"
         )
         for kind in ("mousePressed", "mouseReleased"):
             self.call(

@@ -155,8 +155,11 @@ def test_placeholders_inside_a_query_reach_the_judge_literally(tmp_path, monkeyp
     assert res.exit_code == 0, res.output
     assert len(prompts) == 1
     prompt = prompts[0]
-    query_block = prompt.split("<user_query>\n", 1)[1].split("\n</user_query>", 1)[0]
-    assert query_block == TRICKY_QUERY
+    # The default template ends with one line per input: Question, Safety label, Response.
+    question, label, answer = prompt.splitlines()[-3:]
+    assert question == f"Question: {TRICKY_QUERY}"
+    assert label.startswith("Safety label: ")
+    assert answer == f"Response: {response}"
     assert prompt.count(response) == 1  # only in its own block, never inside the query
 
 

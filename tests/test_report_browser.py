@@ -103,3 +103,49 @@ def test_hostile_text_renders_inert(report, browser):
     assert browser.eval("document.querySelectorAll('#samples-table img[onerror]').length") == 0
     assert browser.eval("document.querySelectorAll('a[href^=\"javascript:\"]').length") == 0
     assert browser.eval("document.querySelectorAll('#samples-table script').length") == 0
+
+
+def test_layout_at_1400_pixels_uses_the_page(report, browser, tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    browser.open(report.as_uri())
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+    )
+    browser.wait_for("document.body.getAttribute('data-ready')")
+    # Not collapsed: the content spans most of the window.
+    assert browser.eval("document.querySelector('main').getBoundingClientRect().width") > 1200
+    # The two plots of a leaderboard sit side by side.
+    boxes = browser.eval(
+        "Array.from(document.querySelectorAll('.plots img.plot')).map(i => {"
+        "var r = i.getBoundingClientRect(); return [r.left, r.top, r.width];})"
+    )
+    assert len(boxes) == 2
+    (left_a, top_a, width_a), (left_b, top_b, _) = boxes
+    assert abs(top_a - top_b) < 2 and left_b >= left_a + width_a
+    # Sortable headers show an arrow; the sorted one shows its direction.
+    arrow = (
+        "getComputedStyle(document.querySelector('#lb-string-match th:nth-child(8)'),"
+        " '::after').content"
+    )
+    assert "↕" in browser.eval(arrow)
+    browser.click("#lb-string-match th:nth-child(8)")
+    assert "▲" in browser.eval(arrow)
+    # Every sample-browser filter is a visible, labelled control.
+    filters = browser.eval(
+        "Array.from(document.querySelectorAll('#filters select, #filters input')).map(c => {"
+        "var r = c.getBoundingClientRect(), label = c.closest('label');"
+        "return [label.textContent.replace(c.textContent, '').trim(), r.width, r.height];})"
+    )
+    assert [name for name, _, _ in filters] == [
+        "model", "type", "category", "verdict of judge", "verdict", "judges disagree",
+    ]  # fmt: skip
+    assert all(width > 10 and height > 10 for _, width, height in filters)
+    shot = browser.call("Page.captureScreenshot", {"format": "png"})["data"]
+    image = Image.open(io.BytesIO(base64.b64decode(shot)))
+    image.save(tmp_path / "report-1400.png")  # kept with the test's files for a look
+    assert image.size == (1400, 1000)

@@ -173,13 +173,15 @@ def _leaderboard_sections(
         }
         sections.append(
             [
-                f"<section><h2>Leaderboard: {html.escape(judge)}</h2>"
+                f'<section id="leaderboard-{html.escape(judge)}">'
+                f"<h2>Leaderboard: {html.escape(judge)}</h2>"
                 "<p>Percent; mASR is the macro mean of the four ASRs. Click a header to sort."
                 f"</p>{html_table(rows, table_id='lb-' + judge)}",
-                *(
-                    helper.submit(plot, rows, plot_dir, judge, formats)
-                    for plot in (plots.asr_by_type, plots.subcategory_heatmap, plots.tradeoff)
-                ),
+                '<div class="plots">',
+                helper.submit(plots.asr_by_type, rows, plot_dir, judge, formats),
+                helper.submit(plots.tradeoff, rows, plot_dir, judge, formats),
+                "</div>",  # the heatmap is wide: a row of its own
+                helper.submit(plots.subcategory_heatmap, rows, plot_dir, judge, formats),
                 "</section>",
             ]
         )
@@ -200,7 +202,8 @@ def _agreement_section(
 ) -> Parts:
     if len(masr) < 2:
         return [
-            "<section><h2>Judge agreement</h2><p>Only one judge has verdicts: nothing to "
+            '<section id="agreement"><h2>Judge agreement</h2>'
+            "<p>Only one judge has verdicts: nothing to "
             "compare.</p></section>"
         ]
     from holisafe_bench.analysis.agreement import rank_correlations
@@ -214,7 +217,8 @@ def _agreement_section(
         )
     judges = sorted(masr)
     return [
-        "<section><h2>Judge agreement</h2><table><thead><tr><th>judge A</th><th>judge B</th>"
+        '<section id="agreement"><h2>Judge agreement</h2>'
+        "<table><thead><tr><th>judge A</th><th>judge B</th>"
         "<th>models</th><th>Spearman ρ</th><th>Kendall τ</th><th>Pearson r</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table><p>Intervals: 95% bootstrap over models.</p>",
         *(
@@ -240,7 +244,7 @@ def _manifest_section(layout: ResultsLayout, models: list[str]) -> str:
                     f"</summary><pre>{html.escape(text)}</pre></details>"
                 )
     body = "".join(parts) or "<p>No manifests found.</p>"
-    return f"<section><h2>Manifests (versions, hashes, cost)</h2>{body}</section>"
+    return f'<section id="manifests"><h2>Manifests (versions, hashes, cost)</h2>{body}</section>'
 
 
 def _browser_rows(
@@ -320,26 +324,69 @@ def _encode_browser_data(
     return base64.b64encode(blob).decode("ascii")
 
 
-_STYLE = (
-    "body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;"
-    "margin:.5em 0}th,td{padding:3px 7px;border-bottom:1px solid #ddd;vertical-align:top}"
-    "th{cursor:pointer;background:#f4f4f4}td.text{max-width:420px;white-space:pre-wrap;"
-    "word-break:break-word;font-size:.9em}img.plot{max-width:100%;margin:.5em 0;display:block}"
-    ".v1{color:#b00}.v0{color:#070}.v-1{color:#888}pre{white-space:pre-wrap;font-size:.8em}"
-    "#filters select,#filters label{margin-right:.6em}"
-)
+# One small stylesheet inside the file (the page must open with no network).
+_STYLE = """
+:root{--ink:#1d2733;--muted:#5b6775;--line:#dfe4ea;--panel:#f5f7fa;--accent:#2f6db5}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);
+margin:0;background:#fff}
+header{background:var(--ink);color:#fff;padding:14px 32px}
+header h1{margin:0;font-size:20px}header p{margin:4px 0 0;color:#c9d3de;font-size:12px}
+nav{position:sticky;top:0;z-index:2;background:#fff;border-bottom:1px solid var(--line);
+padding:8px 32px}nav a{color:var(--accent);margin-right:18px;text-decoration:none}
+main{padding:8px 32px 48px;max-width:1600px}
+section{margin:28px 0}h2{font-size:18px;border-bottom:2px solid var(--line);padding-bottom:4px}
+table{border-collapse:collapse;margin:.6em 0;font-variant-numeric:tabular-nums}
+th,td{padding:5px 10px;border-bottom:1px solid var(--line);vertical-align:top;text-align:left}
+th{background:var(--panel);font-weight:600;white-space:nowrap}
+table.sortable th{cursor:pointer;user-select:none}
+table.sortable th::after{content:" \\2195";color:#a3adb8;font-size:11px}
+table.sortable th[data-order=asc]::after{content:" \\25B2";color:var(--accent)}
+table.sortable th[data-order=desc]::after{content:" \\25BC";color:var(--accent)}
+tbody tr:hover{background:#fafbfc}
+td.text{max-width:420px;white-space:pre-wrap;word-break:break-word;font-size:.92em}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:18px;
+align-items:start}
+img.plot{max-width:100%;border:1px solid var(--line);border-radius:6px;padding:6px;
+background:#fff;display:block;margin:18px 0 0}.plots img.plot{margin:0}
+.v1{color:#b00020}.v0{color:#16794c}.v-1{color:#888}pre{white-space:pre-wrap;font-size:.8em}
+#filters{display:flex;flex-wrap:wrap;gap:10px 18px;align-items:end;background:var(--panel);
+border:1px solid var(--line);border-radius:6px;padding:12px 14px;margin:10px 0}
+#filters label{display:flex;flex-direction:column;font-size:12px;color:var(--muted);gap:3px}
+#filters label.check{flex-direction:row;align-items:center;gap:6px;color:var(--ink)}
+#filters select{font:inherit;padding:4px 6px;min-width:150px}
+#samples-count{color:var(--muted)}
+button{font:inherit;padding:6px 14px;cursor:pointer}
+details{margin:4px 0}summary{cursor:pointer}
+"""
+
+
+def _nav(judges: list[str]) -> str:
+    links = [(f"leaderboard-{j}", f"Leaderboard: {j}") for j in judges]
+    links += [("agreement", "Judge agreement"), ("manifests", "Manifests"), ("samples", "Samples")]
+    return (
+        "<nav>"
+        + "".join(
+            f'<a href="#{html.escape(target)}">{html.escape(text)}</a>' for target, text in links
+        )
+        + "</nav>"
+    )
 
 
 def _page(sections: list[str], data: str, judges: list[str]) -> str:
     script = asset("sortable.js") + asset("report.js")
     versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
     browser = (
-        "<section><h2>Sample browser</h2><p>Responses and judge replies are shown as plain "
+        '<section id="samples"><h2>Sample browser</h2>'
+        "<p>Responses and judge replies are shown as plain "
         "text, truncated for size; the full records are in the results folder.</p>"
-        '<div id="filters"><select id="f-model"></select><select id="f-type"></select>'
-        '<select id="f-category"></select> verdict of <select id="f-judge"></select>'
-        '<select id="f-verdict"></select><label><input type="checkbox" id="f-split"> '
-        'judges disagree</label></div><p id="samples-count"></p>'
+        '<div id="filters"><label>model<select id="f-model"></select></label>'
+        '<label>type<select id="f-type"></select></label>'
+        '<label>category<select id="f-category"></select></label>'
+        '<label>verdict of judge<select id="f-judge"></select></label>'
+        '<label>verdict<select id="f-verdict"></select></label>'
+        '<label class="check"><input type="checkbox" id="f-split"> judges disagree</label>'
+        '</div><p id="samples-count"></p>'
         '<table id="samples-table"><thead><tr><th>model</th><th>id</th><th>type</th>'
         "<th>category</th><th>image</th><th>query</th><th>response</th><th>verdicts</th>"
         '</tr></thead><tbody></tbody></table><button id="samples-more" hidden>show more'
@@ -350,10 +397,13 @@ def _page(sections: list[str], data: str, judges: list[str]) -> str:
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
         f"<title>HoliSafe-Bench report</title><style>{_STYLE}</style></head><body>"
-        f"<h1>HoliSafe-Bench report</h1><p>Generated {html.escape(utc_now())}; judges: "
-        f"{html.escape(', '.join(judges))}; {html.escape(versions)}.</p>"
+        f"<header><h1>HoliSafe-Bench report</h1><p>Generated {html.escape(utc_now())}; "
+        f"judges: {html.escape(', '.join(judges))}; {html.escape(versions)}.</p></header>"
+        + _nav(judges)
+        + "<main>"
         + "".join(sections)
         + browser
+        + "</main>"
         + f'<script type="application/json" id="sample-data">{data}</script>'
         + f"<script>{script}</script></body></html>\n"
     )

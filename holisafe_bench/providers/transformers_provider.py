@@ -1,6 +1,15 @@
-"""Hugging Face transformers: AutoProcessor + AutoModelForImageTextToText, batched greedy
-generate with left padding. Also serves custom architectures (`trust_remote_code`), such as
-the authors' Safe-VLMs, and the tiny random-weight demo model (`builtin:tiny-llava`)."""
+"""Hugging Face transformers: batched greedy generate with left padding, for custom
+architectures such as the authors' Safe-VLMs and for the tiny random-weight demo model
+(`builtin:tiny-llava`).
+
+Two ways of turning a request into model inputs, chosen by the model file's `[engine]`:
+- a processor (the checkpoint's, or `processor_checkpoint`'s, as SafeQwen and SafeGem are
+  run with Qwen2.5-VL's and Gemma 3's) and its chat template;
+- `conversation_template = "llava_v1"` (SafeLLaVA): the snapshot is put on sys.path (its
+  remote code imports the package it ships), the prompt is LLaVA-v1's, tokenised around
+  the image token, and the image is padded to a square and CLIP-processed; one sample per
+  generate call, as in the authors' example.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +27,9 @@ from holisafe_bench.records import Usage
 from holisafe_bench.registry import ModelSpec
 
 BUILTIN_PREFIX = "builtin:"
+# Tried in order when the model file names no auto class; custom architectures usually
+# register under the causal-LM class.
+DEFAULT_AUTO_CLASSES = ("AutoModelForImageTextToText", "AutoModelForCausalLM")
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -30,45 +42,66 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return checkpoint
 
 
-class TransformersProvider(BatchProvider):
-    provider_name = "transformers"
+def _load_error(spec: ModelSpec, source: str, exc: Exception) -> HolisafeError:
+    reason = " ".join(str(exc).split())  # hub and transformers messages span lines
+    return HolisafeError(
+        f"cannot load {spec.name!r} from {source!r}: {reason}. Check the checkpoint id, "
+        "HF_TOKEN for gated models, the network or HF cache, and trust_remote_code for "
+        "custom architectures."
+    )
 
-    def __init__(self, spec: ModelSpec) -> None:
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.spec = spec
-        engine = spec.engine
-        self.checkpoint = resolve_checkpoint(spec.checkpoint)
-        common: dict[str, Any] = {
-            "revision": spec.revision,
-            "trust_remote_code": engine.trust_remote_code,
-        }
+def load_model(spec: ModelSpec, checkpoint: str, auto_classes: Sequence[str]) -> tuple[Any, str]:
+    """The model through the first auto class that accepts its config, and that class's
+    name (recorded: SafeGem's code registers under AutoModel, SafeLLaVA's under causal LM)."""
+    import transformers
+
+    engine = spec.engine
+    kwargs: dict[str, Any] = {
+        "revision": spec.revision,
+        "trust_remote_code": engine.trust_remote_code,
+        "dtype": engine.dtype,
+    }
+    if engine.device_map:
+        kwargs["device_map"] = engine.device_map
+    *fallible, last = auto_classes
+    for name in fallible:
         try:
-            self.processor = AutoProcessor.from_pretrained(self.checkpoint, **common)
-            model_kwargs: dict[str, Any] = {"dtype": engine.dtype, **common}
-            if engine.device_map:
-                model_kwargs["device_map"] = engine.device_map
-            try:
-                self.model = AutoModelForImageTextToText.from_pretrained(
-                    self.checkpoint, **model_kwargs
-                )
-            except ValueError:
-                if not engine.trust_remote_code:
-                    raise
-                # Custom architectures register under the causal-LM auto class.
-                from transformers import AutoModelForCausalLM
+            return getattr(transformers, name).from_pretrained(checkpoint, **kwargs), name
+        except ValueError:  # this auto class does not know the config: try the next one
+            if not engine.trust_remote_code:
+                raise
+    return getattr(transformers, last).from_pretrained(checkpoint, **kwargs), last
 
-                self.model = AutoModelForCausalLM.from_pretrained(self.checkpoint, **model_kwargs)
+
+def _pil_images(request: ChatRequest) -> list[Any]:
+    from PIL import Image
+
+    out = []
+    for image in request.images:
+        with Image.open(io.BytesIO(image.read_bytes())) as img:
+            out.append(img.convert("RGB"))
+    return out
+
+
+class ProcessorInputs:
+    """Inputs made by a processor and its chat template (batched, left-padded)."""
+
+    max_batch: int | None = None
+
+    def __init__(self, spec: ModelSpec, checkpoint: str) -> None:
+        from transformers import AutoProcessor
+
+        engine = spec.engine
+        # Another checkpoint's processor is used at its own default revision.
+        self.source = engine.processor_checkpoint or checkpoint
+        revision = None if engine.processor_checkpoint else spec.revision
+        try:
+            self.processor = AutoProcessor.from_pretrained(
+                self.source, revision=revision, trust_remote_code=engine.trust_remote_code
+            )
         except (OSError, ValueError, ImportError) as exc:
-            raise HolisafeError(
-                f"cannot load {spec.name!r} from {self.checkpoint!r}: {exc}. Check the "
-                "checkpoint id, HF_TOKEN for gated models, the network or HF cache, and "
-                "trust_remote_code for custom architectures."
-            ) from exc
-        if not engine.device_map:
-            self.model.to("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.eval()
+            raise _load_error(spec, self.source, exc) from exc
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         tokenizer.padding_side = "left"  # decoder-only batching needs left padding
         if tokenizer.pad_token is None:
@@ -77,23 +110,8 @@ class TransformersProvider(BatchProvider):
         self.chat_template: str | None = None
         if engine.chat_template:
             self.chat_template = Path(engine.chat_template).read_text(encoding="utf-8")
-        self.batch_size = engine.batch_size or 8
 
-    def describe(self) -> dict[str, Any]:
-        template = self.chat_template or getattr(self.processor, "chat_template", None)
-        return {
-            "provider": self.provider_name,
-            "checkpoint": self.checkpoint,
-            "revision": self.spec.revision,
-            "dtype": str(self.model.dtype),
-            "chat_template_hash": sha256_text(template) if template else None,
-            "chat_template_overridden": self.chat_template is not None,
-        }
-
-    def close(self) -> None:
-        del self.model
-
-    def _prompt(self, request: ChatRequest) -> str:
+    def prompt(self, request: ChatRequest) -> str:
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
@@ -104,30 +122,206 @@ class TransformersProvider(BatchProvider):
             messages, add_generation_prompt=True, tokenize=False, chat_template=self.chat_template
         )
 
-    @staticmethod
-    def _images(request: ChatRequest) -> list[Any]:
-        from PIL import Image
+    def encode(self, items: list, model: Any) -> dict[str, Any]:
+        images = [img for _, _, imgs in items for img in imgs]
+        return self.processor(
+            images=images or None,
+            text=[prompt for _, prompt, _ in items],
+            return_tensors="pt",
+            padding=True,
+        ).to(model.device)
 
-        out = []
-        for image in request.images:
-            with Image.open(io.BytesIO(image.read_bytes())) as img:
-                out.append(img.convert("RGB"))
-        return out
+    @staticmethod
+    def new_tokens(output: Any, inputs: dict[str, Any]) -> Any:
+        return output[:, inputs["input_ids"].shape[1] :]
+
+    @staticmethod
+    def input_tokens(inputs: dict[str, Any], row: int) -> int:
+        return int(inputs["attention_mask"][row].sum())
+
+    def describe(self) -> dict[str, Any]:
+        template = self.chat_template or getattr(self.processor, "chat_template", None)
+        return {
+            "processor_checkpoint": self.source,
+            "chat_template_hash": sha256_text(template) if template else None,
+            "chat_template_overridden": self.chat_template is not None,
+        }
+
+
+class LlavaV1Inputs:
+    """SafeLLaVA's inputs: LLaVA-v1 prompt, ids with the image placeholder, padded CLIP
+    pixels; one sample per generate call (the placeholder makes rows model-specific)."""
+
+    max_batch = 1
+
+    def __init__(self, spec: ModelSpec, snapshot: Path, model: Any) -> None:
+        from transformers import AutoTokenizer
+
+        from holisafe_bench.providers import llava_v1
+
+        self.spec = spec
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                snapshot, trust_remote_code=spec.engine.trust_remote_code
+            )
+        except (OSError, ValueError, ImportError) as exc:
+            raise _load_error(spec, str(snapshot), exc) from exc
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.image_processor = self._image_processor(snapshot, model)
+        kwargs = spec.engine.mm_processor_kwargs or {}
+        # The model file may say it; else the checkpoint's config, as LLaVA's code reads it.
+        self.aspect_ratio = str(
+            kwargs.get("image_aspect_ratio") or getattr(model.config, "image_aspect_ratio", "pad")
+        )
+        if self.aspect_ratio not in llava_v1.ASPECT_RATIOS:
+            raise HolisafeError(
+                f"{spec.source_file or spec.name}: image_aspect_ratio {self.aspect_ratio!r} "
+                f"is not one of {llava_v1.ASPECT_RATIOS}"
+            )
+
+    def _image_processor(self, snapshot: Path, model: Any) -> Any:
+        """The vision tower's processor when the model carries one (the authors' example
+        takes it from there), else the snapshot's preprocessor config."""
+        import transformers
+
+        tower = model.get_vision_tower() if hasattr(model, "get_vision_tower") else None
+        if tower is not None and hasattr(tower, "load_model"):
+            if not getattr(tower, "is_loaded", True):
+                tower.load_model()
+                tower.to(device=model.device)
+            if getattr(tower, "image_processor", None) is not None:
+                return tower.image_processor
+        # The PIL implementation: the one LLaVA's code ran with (torchvision resizes differ).
+        image_processor = getattr(transformers, "CLIPImageProcessorPil", None)
+        try:
+            return (image_processor or transformers.CLIPImageProcessor).from_pretrained(snapshot)
+        except OSError as exc:
+            raise _load_error(self.spec, str(snapshot), exc) from exc
+
+    def prompt(self, request: ChatRequest) -> str:
+        from holisafe_bench.providers.llava_v1 import llava_v1_prompt
+
+        if len(request.images) != 1:
+            raise ValueError(f"llava_v1 takes one image per sample, got {len(request.images)}")
+        return llava_v1_prompt(request.text, request.system)
+
+    def encode(self, items: list, model: Any) -> dict[str, Any]:
+        import torch
+
+        from holisafe_bench.providers.llava_v1 import pixel_values, tokenize_around_image
+
+        (_, prompt, images) = items[0]
+        ids = tokenize_around_image(prompt, self.tokenizer)
+        pixels = pixel_values(images, self.image_processor, self.aspect_ratio)
+        return {
+            "inputs": torch.tensor([ids], device=model.device),
+            "images": pixels.to(device=model.device, dtype=model.dtype),
+        }
+
+    @staticmethod
+    def new_tokens(output: Any, inputs: dict[str, Any]) -> Any:
+        # LLaVA generates from embeddings: the output is the new tokens only. Code that
+        # echoes the prompt is trimmed all the same.
+        prompt = inputs["inputs"]
+        width = prompt.shape[1]
+        if output.shape[1] > width and bool((output[:, :width] == prompt).all()):
+            return output[:, width:]
+        return output
+
+    @staticmethod
+    def input_tokens(inputs: dict[str, Any], row: int) -> int:
+        return int(inputs["inputs"].shape[1])  # text tokens + 1 image placeholder
+
+    def describe(self) -> dict[str, Any]:
+        from holisafe_bench.providers.llava_v1 import llava_v1_prompt
+
+        template = llava_v1_prompt("{question}")
+        return {
+            "conversation_template": "llava_v1",
+            "prompt_format": template,
+            "chat_template_hash": sha256_text(template),
+            "image_aspect_ratio": self.aspect_ratio,
+            "image_processor": type(self.image_processor).__name__,
+            "image_mean": list(self.image_processor.image_mean),
+        }
+
+
+def llava_snapshot(spec: ModelSpec, checkpoint: str) -> Path:
+    """A local folder of the checkpoint: itself, or the hub snapshot (downloaded once)."""
+    if Path(checkpoint).is_dir():
+        return Path(checkpoint)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=checkpoint, revision=spec.revision))
+    except Exception as exc:  # hub errors are many types; all mean "not available here"
+        raise _load_error(spec, checkpoint, exc) from exc
+
+
+class TransformersProvider(BatchProvider):
+    provider_name = "transformers"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        import torch
+
+        self.spec = spec
+        engine = spec.engine
+        self.checkpoint = resolve_checkpoint(spec.checkpoint)
+        llava = engine.conversation_template == "llava_v1"
+        auto_classes = (engine.auto_class,) if engine.auto_class else DEFAULT_AUTO_CLASSES
+        source = self.checkpoint
+        processor_inputs = None
+        if llava:
+            from holisafe_bench.providers.llava_v1 import make_importable
+
+            source = str(llava_snapshot(spec, self.checkpoint))
+            make_importable(Path(source))
+            auto_classes = (engine.auto_class or "AutoModelForCausalLM",)
+        else:  # the processor first: a missing one fails before the weights load
+            processor_inputs = ProcessorInputs(spec, self.checkpoint)
+        try:
+            self.model, self.auto_class = load_model(spec, source, auto_classes)
+        except (OSError, ValueError, ImportError) as exc:
+            raise _load_error(spec, source, exc) from exc
+        if not engine.device_map:
+            self.model.to("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.eval()
+        self.inputs: ProcessorInputs | LlavaV1Inputs = processor_inputs or LlavaV1Inputs(
+            spec, Path(source), self.model
+        )
+        self.tokenizer = self.inputs.tokenizer
+        self.batch_size = engine.batch_size or 8
+
+    def describe(self) -> dict[str, Any]:
+        generation_config = getattr(self.model, "generation_config", None)
+        return {
+            "provider": self.provider_name,
+            "checkpoint": self.checkpoint,
+            "revision": self.spec.revision,
+            "dtype": str(self.model.dtype),
+            "auto_class": self.auto_class,
+            # Defaults the checkpoint sets (e.g. a repetition penalty) apply to every call.
+            "checkpoint_generation_config": (
+                generation_config.to_diff_dict() if generation_config is not None else None
+            ),
+            **self.inputs.describe(),
+        }
+
+    def close(self) -> None:
+        del self.model
 
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         results: dict[str, ChatResult] = {}
         prepared = []
         for request in requests:
             try:
-                prepared.append((request, self._prompt(request), self._images(request)))
+                prepared.append((request, self.inputs.prompt(request), _pil_images(request)))
             except Exception as exc:  # one bad image fails one sample, not the batch
                 results[request.id] = ChatResult(
                     id=request.id, outcome="error", error=f"input: {type(exc).__name__}: {exc}"
                 )
-        groups: dict[tuple[int, float], list] = {}
-        for item in prepared:
-            groups.setdefault((item[0].max_tokens, item[0].temperature), []).append(item)
-        for group in groups.values():
+        for group in self._groups(prepared):
             try:
                 for result in self._generate(group):
                     results[result.id] = result
@@ -144,18 +338,24 @@ class TransformersProvider(BatchProvider):
                         )
         return [results[r.id] for r in requests]
 
+    def _groups(self, prepared: list) -> list[list]:
+        """Requests that can share a generate call: same sampling, at most max_batch."""
+        by_sampling: dict[tuple[int, float], list] = {}
+        for item in prepared:
+            by_sampling.setdefault((item[0].max_tokens, item[0].temperature), []).append(item)
+        size = self.inputs.max_batch
+        groups = []
+        for group in by_sampling.values():
+            step = size or len(group)
+            groups += [group[i : i + step] for i in range(0, len(group), step)]
+        return groups
+
     def _generate(self, items: list) -> list[ChatResult]:
         import torch
 
         first = items[0][0]
         started = time.monotonic()
-        images = [img for _, _, imgs in items for img in imgs]
-        inputs = self.processor(
-            images=images or None,
-            text=[prompt for _, prompt, _ in items],
-            return_tensors="pt",
-            padding=True,
-        ).to(self.model.device)
+        inputs = self.inputs.encode(items, self.model)
         sampling: dict[str, Any] = {"do_sample": first.temperature > 0}
         if first.temperature > 0:
             sampling["temperature"] = first.temperature
@@ -164,32 +364,34 @@ class TransformersProvider(BatchProvider):
                 **inputs,
                 max_new_tokens=first.max_tokens,
                 pad_token_id=self.tokenizer.pad_token_id,
+                use_cache=True,
                 **sampling,
             )
-        prompt_len = inputs["input_ids"].shape[1]
-        new_tokens = output[:, prompt_len:]
+        new_tokens = self.inputs.new_tokens(output, inputs)
         latency = (time.monotonic() - started) / len(items)
+        return [
+            self._result(request, new_tokens[row].tolist(), inputs, row, latency)
+            for row, (request, _, _) in enumerate(items)
+        ]
+
+    def _result(
+        self, request: ChatRequest, tokens: list[int], inputs: Any, row: int, latency: float
+    ) -> ChatResult:
         eos = self.tokenizer.eos_token_id
-        results = []
-        for row, (request, _, _) in enumerate(items):
-            tokens = new_tokens[row].tolist()
-            ended = eos in tokens
-            produced = (
-                tokens.index(eos) + 1
-                if ended
-                else len([t for t in tokens if t != self.tokenizer.pad_token_id])
-            )
-            results.append(
-                ChatResult(
-                    id=request.id,
-                    outcome="ok",
-                    text=self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-                    finish_reason="stop" if ended else "length",
-                    usage=Usage(
-                        input_tokens=int(inputs["attention_mask"][row].sum()),
-                        output_tokens=produced,
-                    ),
-                    latency_s=latency,
-                )
-            )
-        return results
+        ended = eos in tokens
+        produced = (
+            tokens.index(eos) + 1
+            if ended
+            else len([t for t in tokens if t != self.tokenizer.pad_token_id])
+        )
+        return ChatResult(
+            id=request.id,
+            outcome="ok",
+            text=self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            finish_reason="stop" if ended else "length",
+            usage=Usage(
+                input_tokens=self.inputs.input_tokens(inputs, row),
+                output_tokens=produced,
+            ),
+            latency_s=latency,
+        )
