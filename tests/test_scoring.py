@@ -90,3 +90,31 @@ def test_fast_reader_validates_fields_and_skips_broken_lines(tmp_path):
     rows, dropped = read_verdict_rows(path)
     assert sorted(r.sample_id for r in rows) == [1, 2]
     assert dropped == 3
+
+
+def test_score_says_which_types_a_subset_has_no_samples_of(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from holisafe_bench.cli.main import app
+
+    cli = CliRunner()
+    model = tmp_path / "kw.toml"
+    model.write_text(
+        'name = "kw"\ndisplay_name = "KW"\ngroup = "open-weight"\nprovider = "baseline"\n'
+        'checkpoint = "baseline-comply-all"\n'
+    )
+    out = str(tmp_path / "r")
+    for args in (
+        ["run", "--model", str(model), "-d", "sample", "--types", "SSS,SSU,UUU", "--results", out],
+        ["judge", "--judge", "string-match", "--all", "--results", out],
+    ):
+        assert cli.invoke(app, args).exit_code == 0
+    res = cli.invoke(app, ["score", "--results", out], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert "no samples of type USU, SUU in this selection; mASR is the mean of the 2" in res.output
+    res = cli.invoke(app, ["score", "--json", "--results", out])
+    payload = json.loads(res.output)
+    assert payload[0]["types_without_samples"] == ["USU", "SUU"]
+    assert payload[0]["masr"] == "100.0"  # the mean over SSU and UUU, not (1 + 1 + 0 + 0) / 4
