@@ -65,7 +65,7 @@ def run_demo(out: Path, *, limit: int | None = None, say=print) -> DemoResult:
     rows = build_leaderboard(layout, DEMO_JUDGE, models=[DEMO_MODEL])
     table = to_markdown(rows)
     say("4/4 score: the paper's leaderboard columns (percent)")
-    say(table)
+    say(table.rstrip("\n"))
     say(WARNING)
     return DemoResult(out, len(samples), table)
 
