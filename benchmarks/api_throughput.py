@@ -28,7 +28,7 @@ from holisafe_bench.providers.factory import create_chat_provider  # noqa: E402
 from holisafe_bench.providers.process_runner import send_all  # noqa: E402
 from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
 from holisafe_bench.registry import ApiSettings  # noqa: E402
-from tests.fakes.vendors import anthropic_server, gemini_server, openai_server  # noqa: E402
+from holisafe_bench.testing.fake_vendors import anthropic_server, gemini_server, openai_server  # noqa: E402
 
 SERVERS = {"openai": openai_server, "anthropic": anthropic_server, "gemini": gemini_server}
 LATENCY, CONCURRENCY = 0.2, 64

@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from holisafe_bench.dataset.synthetic import write_synthetic  # noqa: E402
 from holisafe_bench.judging.options import JudgeOptions  # noqa: E402
-from holisafe_bench.judging.stage import judge_model  # noqa: E402
 from holisafe_bench.paths import ResultsLayout  # noqa: E402
 from holisafe_bench.providers.process_runner import worker_count  # noqa: E402
 from holisafe_bench.registry import get_judge, get_model  # noqa: E402
-from holisafe_bench.run_stage import RunOptions, run_model  # noqa: E402
-from tests.fakes.server import FakeRequest, FakeResponse, FakeServer  # noqa: E402
-from tests.fakes.vendors import openai_completion  # noqa: E402
+from holisafe_bench.stages.judge import judge_model  # noqa: E402
+from holisafe_bench.stages.run import RunOptions, run_model  # noqa: E402
+from holisafe_bench.testing.fake_server import FakeRequest, FakeResponse, FakeServer  # noqa: E402
+from holisafe_bench.testing.fake_vendors import openai_completion  # noqa: E402
 
 N, CONCURRENCY, LATENCY = 4031, 64, 0.2
 WINDOW_S, WINDOW_LIMIT = 6.0, 600  # 600 per minute, time scaled by 1/10

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from holisafe_bench.dataset import load_benchmark  # noqa: E402
 from holisafe_bench.dataset.synthetic import synthetic_rows  # noqa: E402
 from holisafe_bench.registry import ApiSettings, get_model  # noqa: E402
-from holisafe_bench.run_stage import RunOptions, build_request  # noqa: E402
+from holisafe_bench.stages.run import RunOptions, build_request  # noqa: E402
 
 N, DISTINCT_PHOTOS = 4031, 40
 

@@ -33,7 +33,7 @@ for _key, _value in {
 def _requests(data_dir: Path, n: int, max_tokens: int, spec):
     from holisafe_bench.dataset import load_benchmark
     from holisafe_bench.dataset.synthetic import write_synthetic
-    from holisafe_bench.run_stage import RunOptions, build_request
+    from holisafe_bench.stages.run import RunOptions, build_request
 
     bench = load_benchmark(write_synthetic(data_dir, n_rows=n, seed=11))
     options = RunOptions(max_tokens=max_tokens)
@@ -60,7 +60,7 @@ def main() -> None:
 
     from holisafe_bench.providers.vllm_provider import VllmProvider
     from holisafe_bench.registry import EngineArgs, ModelSpec
-    from tests_vllm.tiny_checkpoints import build_tiny_qwen2_vl, build_vllm_llava
+    from holisafe_bench.testing.vllm_checkpoints import build_tiny_qwen2_vl, build_vllm_llava
 
     with tempfile.TemporaryDirectory(prefix="vllm-bench-") as tmp:
         root = Path(tmp)

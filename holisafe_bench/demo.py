@@ -9,12 +9,12 @@ from pathlib import Path
 
 from holisafe_bench.dataset import load_benchmark, select
 from holisafe_bench.judging.options import JudgeOptions
-from holisafe_bench.judging.stage import judge_model
 from holisafe_bench.leaderboard import build_leaderboard, to_markdown
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.progress import stage_progress
 from holisafe_bench.registry import get_judge, get_model
-from holisafe_bench.run_stage import RunOptions, run_model
+from holisafe_bench.stages.judge import judge_model
+from holisafe_bench.stages.run import RunOptions, run_model
 
 DEMO_MODEL = "tiny-llava-random"
 DEMO_JUDGE = "string-match"

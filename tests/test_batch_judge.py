@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from holisafe_bench.cli.main import app
+from holisafe_bench.testing.fake_batches import VENDORS, all_true, openai_batches
+from holisafe_bench.testing.fake_server import FakeResponse
 from tests.conftest import KEY
-from tests.fakes.batches import VENDORS, all_true, openai_batches
-from tests.fakes.server import FakeResponse
 
 runner = CliRunner()
 N = 95  # responses in the synthetic set

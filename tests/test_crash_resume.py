@@ -24,7 +24,7 @@ DRIVER = textwrap.dedent(
     from holisafe_bench.providers.base import ApiProvider, BatchProvider
     from holisafe_bench.providers.types import ChatResult
     from holisafe_bench.registry import ModelSpec
-    from holisafe_bench.run_stage import RunOptions, run_model
+    from holisafe_bench.stages.run import RunOptions, run_model
 
     class SlowBatch(BatchProvider):
         batch_size = 8

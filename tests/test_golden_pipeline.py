@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from holisafe_bench.cli.main import app
+from holisafe_bench.testing.fake_vendors import openai_server
 from tests.conftest import KEY
-from tests.fakes.vendors import openai_server
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("HOLISAFE_UPDATE_GOLDEN") == "1"

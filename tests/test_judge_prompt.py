@@ -21,8 +21,8 @@ from holisafe_bench.cli.main import app
 from holisafe_bench.dataset import load_benchmark
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.taxonomy import safety_label
-from tests.fakes.server import FakeResponse
-from tests.fakes.vendors import openai_server
+from holisafe_bench.testing.fake_server import FakeResponse
+from holisafe_bench.testing.fake_vendors import openai_server
 
 runner = CliRunner()
 SCRIPT = Path(__file__).parent / "data" / "authors_style_judge_eval.py"

@@ -14,9 +14,9 @@ from holisafe_bench.errors import HolisafeError
 from holisafe_bench.judging.parser import parse_label
 from holisafe_bench.judging.template import load_template
 from holisafe_bench.providers.retry import RetryPolicy
+from holisafe_bench.testing.fake_server import FakeResponse
+from holisafe_bench.testing.fake_vendors import anthropic_server, openai_completion, openai_server
 from tests.conftest import KEY
-from tests.fakes.server import FakeResponse
-from tests.fakes.vendors import anthropic_server, openai_completion, openai_server
 
 runner = CliRunner()
 

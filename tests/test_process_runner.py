@@ -18,8 +18,8 @@ from holisafe_bench.providers.process_runner import (
 )
 from holisafe_bench.providers.types import ChatRequest
 from holisafe_bench.registry import ApiSettings
-from tests.fakes.server import FakeResponse
-from tests.fakes.vendors import anthropic_server, gemini_server, openai_server
+from holisafe_bench.testing.fake_server import FakeResponse
+from holisafe_bench.testing.fake_vendors import anthropic_server, gemini_server, openai_server
 
 KEY = "sk-proc-SECRET-0123456789"
 SERVERS = {

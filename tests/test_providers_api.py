@@ -17,8 +17,8 @@ from holisafe_bench.providers.retry import RetryPolicy
 from holisafe_bench.providers.runner import run_api_requests
 from holisafe_bench.providers.types import ChatRequest, ImageInput
 from holisafe_bench.registry import ApiSettings
-from tests.fakes.server import FakeResponse
-from tests.fakes.vendors import (
+from holisafe_bench.testing.fake_server import FakeResponse
+from holisafe_bench.testing.fake_vendors import (
     anthropic_message,
     anthropic_server,
     gemini_server,

@@ -21,9 +21,9 @@ from holisafe_bench.dataset.synthetic import write_synthetic
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.records import ResponseRecord, VerdictRecord
 from holisafe_bench.store import RecordStore
+from holisafe_bench.testing.fake_vendors import openai_server
 from tests.browser import Browser, chromium_path
 from tests.conftest import KEY
-from tests.fakes.vendors import openai_server
 
 runner = CliRunner()
 

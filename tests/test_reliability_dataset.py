@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from holisafe_bench.cli.main import app
 from holisafe_bench.dataset.synthetic import write_synthetic
-from tests.fakes.vendors import openai_server
+from holisafe_bench.testing.fake_vendors import openai_server
 
 KEY = "sk-test-SECRET-0123456789"
 SECRET = b"TOP-SECRET-CONTENT"

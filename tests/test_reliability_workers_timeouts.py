@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from holisafe_bench.cli.main import app
 from holisafe_bench.dataset.synthetic import write_synthetic
 from holisafe_bench.providers import retry
-from tests.fakes.server import FakeResponse, FakeServer
-from tests.fakes.vendors import (
+from holisafe_bench.testing.fake_server import FakeResponse, FakeServer
+from holisafe_bench.testing.fake_vendors import (
     anthropic_message,
     anthropic_server,
     gemini_reply,

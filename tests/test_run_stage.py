@@ -10,13 +10,13 @@ import pytest
 from holisafe_bench.dataset import load_benchmark
 from holisafe_bench.dataset.synthetic import write_synthetic
 from holisafe_bench.errors import HolisafeError
-from holisafe_bench.merge_stage import merge_shards
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.providers.base import ApiProvider, BatchProvider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import ResponseRecord, Usage
 from holisafe_bench.registry import ModelSpec
-from holisafe_bench.run_stage import RunOptions, Shard, run_model
+from holisafe_bench.stages.merge import merge_shards
+from holisafe_bench.stages.run import RunOptions, Shard, run_model
 from holisafe_bench.store import RecordStore
 
 

@@ -39,7 +39,7 @@ SYSTEM = (
 
 @pytest.fixture(scope="module")
 def tiny_safellava(tmp_path_factory):
-    from holisafe_bench.tiny_safe_vlm import build_tiny_safellava
+    from holisafe_bench.testing.tiny_safe_vlm import build_tiny_safellava
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
@@ -197,7 +197,7 @@ def test_an_unknown_image_aspect_ratio_is_one_line_naming_the_model_file(
 
 def test_a_processor_from_another_checkpoint_is_used_and_recorded(synthetic, tmp_path):
     """SafeQwen and SafeGem ship no processor: the base model's is named in the file."""
-    from holisafe_bench.tiny_models import build_tiny_llava
+    from holisafe_bench.testing.tiny_models import build_tiny_llava
 
     base = build_tiny_llava(tmp_path / "base")
     weights_only = tmp_path / "weights-only"

@@ -14,7 +14,7 @@ from holisafe_bench.errors import HolisafeError  # noqa: E402
 from holisafe_bench.providers.transformers_provider import TransformersProvider  # noqa: E402
 from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
 from holisafe_bench.registry import EngineArgs, ModelSpec  # noqa: E402
-from holisafe_bench.tiny_models import build_tiny_llava  # noqa: E402
+from holisafe_bench.testing.tiny_models import build_tiny_llava  # noqa: E402
 
 
 def _png(size, color) -> ImageInput:

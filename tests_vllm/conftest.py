@@ -23,7 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 pytest.importorskip("vllm", reason="vLLM is installed in .venv-vllm by tests_vllm/run.sh")
 
 from holisafe_bench.registry import EngineArgs, GenerationParams, ModelSpec  # noqa: E402
-from tests_vllm.tiny_checkpoints import build_tiny_qwen2_vl, build_vllm_llava  # noqa: E402
+from holisafe_bench.testing.vllm_checkpoints import build_tiny_qwen2_vl, build_vllm_llava  # noqa: E402
 
 # A CPU needs no CUDA graphs or torch.compile, and compiling would cost minutes.
 TEST_LLM_ARGS = {"enforce_eager": True, "seed": 0}

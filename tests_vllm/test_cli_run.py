@@ -16,7 +16,7 @@ from holisafe_bench.dataset.synthetic import write_synthetic
 from holisafe_bench.provenance import sha256_text
 from holisafe_bench.records import ResponseRecord
 from holisafe_bench.store import RecordStore
-from holisafe_bench.tiny_models import CHAT_TEMPLATE
+from holisafe_bench.testing.tiny_models import CHAT_TEMPLATE
 
 MODEL_TOML = """\
 name = "{name}"

@@ -9,7 +9,7 @@ import pytest
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.provenance import sha256_text
 from holisafe_bench.providers.vllm_provider import VllmProvider
-from holisafe_bench.tiny_models import CHAT_TEMPLATE
+from holisafe_bench.testing.tiny_models import CHAT_TEMPLATE
 from tests_vllm.conftest import TEST_LLM_ARGS, make_spec
 from tests_vllm.images import BROKEN, image, request
 

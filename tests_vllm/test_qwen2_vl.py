@@ -7,9 +7,9 @@ import pytest
 
 from holisafe_bench.provenance import sha256_text
 from holisafe_bench.providers.vllm_provider import VllmProvider
+from holisafe_bench.testing.vllm_checkpoints import QWEN_CHAT_TEMPLATE, QWEN_PIXELS_PER_TOKEN
 from tests_vllm.conftest import TEST_LLM_ARGS, make_spec
 from tests_vllm.images import BROKEN, image, request
-from tests_vllm.tiny_checkpoints import QWEN_CHAT_TEMPLATE, QWEN_PIXELS_PER_TOKEN
 
 MIN_TOKENS, MAX_TOKENS = 4, 16  # image tokens allowed by the spec's min_pixels/max_pixels
 

@@ -50,7 +50,7 @@ def import_cmd(
 ) -> None:
     from rich.console import Console
 
-    from holisafe_bench.interop import import_predictions
+    from holisafe_bench.stages.interop import import_predictions
 
     console = Console(stderr=True, soft_wrap=True)
     bench = None
@@ -76,8 +76,8 @@ def export_cmd(
     ),
     out: Path = ResultsOption,
 ) -> None:
-    from holisafe_bench.interop import SUFFIX, export_predictions, source_records_path
     from holisafe_bench.registry import load_models
+    from holisafe_bench.stages.interop import SUFFIX, export_predictions, source_records_path
 
     results = layout(out)
     if out_file is None:

@@ -96,8 +96,8 @@ def judge_cmd(
 
     from holisafe_bench.errors import HolisafeError
     from holisafe_bench.judging.options import JudgeOptions
-    from holisafe_bench.judging.stage import judge_model
     from holisafe_bench.registry import get_judge
+    from holisafe_bench.stages.judge import judge_model
 
     console = Console(stderr=True, soft_wrap=True)
     results = layout(out)

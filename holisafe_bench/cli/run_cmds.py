@@ -77,7 +77,7 @@ def run_cmd(
     from holisafe_bench.dataset import load_benchmark, select
     from holisafe_bench.progress import stage_progress
     from holisafe_bench.registry import get_model
-    from holisafe_bench.run_stage import RunOptions, Shard, run_model
+    from holisafe_bench.stages.run import RunOptions, Shard, run_model
 
     console = Console(stderr=True, soft_wrap=True)
     spec = _with_overrides(get_model(model), tensor_parallel_size, base_url)
@@ -146,7 +146,7 @@ def merge_cmd(
 ) -> None:
     from rich.console import Console
 
-    from holisafe_bench.merge_stage import merge_shards
+    from holisafe_bench.stages.merge import merge_shards
 
     summary = merge_shards(model, layout(out))
     console = Console(stderr=True, soft_wrap=True)

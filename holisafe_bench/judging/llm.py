@@ -24,7 +24,6 @@ from holisafe_bench.judging.parser import (
     parse_label,
 )
 from holisafe_bench.judging.prompt_sources import choose_template
-from holisafe_bench.judging.stage import JudgeSummary
 from holisafe_bench.judging.template import PromptTemplate
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.progress import stage_progress
@@ -32,6 +31,7 @@ from holisafe_bench.providers.ratelimit import estimate_tokens
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import ResponseRecord, Sample, Usage, VerdictRecord
 from holisafe_bench.registry import JudgeSpec
+from holisafe_bench.stages.judge import JudgeSummary
 from holisafe_bench.store import RecordStore
 from holisafe_bench.taxonomy import SAFE_TYPE, safety_label
 

@@ -34,7 +34,7 @@ DEFAULT_AUTO_CLASSES = ("AutoModelForImageTextToText", "AutoModelForCausalLM")
 
 def resolve_checkpoint(checkpoint: str) -> str:
     if checkpoint == f"{BUILTIN_PREFIX}tiny-llava":
-        from holisafe_bench.tiny_models import ensure_tiny_llava
+        from holisafe_bench.testing.tiny_models import ensure_tiny_llava
 
         return str(ensure_tiny_llava())
     if checkpoint.startswith(BUILTIN_PREFIX):

@@ -1,7 +1,7 @@
 """Tiny random-weight checkpoints that vLLM loads on a CPU, built offline from configs.
 
-- LLaVA: holisafe_bench.tiny_models builds it (the one the transformers tests use); vLLM 0.32
-  reads the CLIP tower under `vision_tower.vision_model.*`, which transformers 5 no longer
+- LLaVA: holisafe_bench.testing.tiny_models builds it (the one the transformers tests use);
+  vLLM 0.32 reads the CLIP tower under `vision_tower.vision_model.*`, which transformers 5 no longer
   writes, so the safetensors keys are renamed here.
 - Qwen2-VL: a 2-layer vision tower and a 2-layer Qwen2 text model with M-RoPE, the tokenizer
   trained locally (tiny_models) plus Qwen's special tokens, and a small ChatML template.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from holisafe_bench.tiny_models import _train_tokenizer, build_tiny_llava
+from holisafe_bench.testing.tiny_models import _train_tokenizer, build_tiny_llava
 
 QWEN_SPECIALS = (
     "<|endoftext|>",

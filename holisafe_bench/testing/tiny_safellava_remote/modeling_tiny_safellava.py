@@ -1,6 +1,6 @@
 """Remote code of the tiny SafeLLaVA-shaped checkpoint: TEST SCAFFOLDING, random weights.
 
-Copied into the checkpoint folder by `holisafe_bench.tiny_safe_vlm` and loaded by
+Copied into the checkpoint folder by `holisafe_bench.testing.tiny_safe_vlm` and loaded by
 `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`, so the path the
 authors' SafeLLaVA takes (remote code + a package shipped in the snapshot) runs for real.
 The shape is LLaVA-1.5's: a CLIP vision tower, a two-layer MLP projector and a Llama

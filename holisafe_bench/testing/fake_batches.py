@@ -15,8 +15,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.fakes.server import FakeRequest, FakeResponse, FakeServer
-from tests.fakes.vendors import anthropic_message, gemini_reply, openai_completion
+from holisafe_bench.testing.fake_server import FakeRequest, FakeResponse, FakeServer
+from holisafe_bench.testing.fake_vendors import anthropic_message, gemini_reply, openai_completion
 
 Plan = Callable[[int, str], tuple[str, str]]
 _ids = itertools.count(1)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from holisafe_bench.providers.llava_v1 import LLAVA_V1_SYSTEM, make_importable
-from holisafe_bench.tiny_models import _CORPUS, SPECIAL_TOKENS, fast_tokenizer
+from holisafe_bench.testing.tiny_models import _CORPUS, SPECIAL_TOKENS, fast_tokenizer
 
 REMOTE_CODE = Path(__file__).resolve().parent / "tiny_safellava_remote"
 IMAGE_SIZE, PATCH = 32, 8

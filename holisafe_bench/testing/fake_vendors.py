@@ -6,7 +6,7 @@ import base64
 import itertools
 from collections.abc import Callable
 
-from tests.fakes.server import FakeRequest, FakeResponse, FakeServer
+from holisafe_bench.testing.fake_server import FakeRequest, FakeResponse, FakeServer
 
 Reply = Callable[[str], str]
 _ids = itertools.count(1)
