@@ -167,6 +167,37 @@ def _check_manifest_compatible(
         )
 
 
+@dataclass
+class RunPlan:
+    """What a run has to do, read from the files: the selected samples (after the shard
+    split), those not answered yet, where to write, and what the last invocation recorded."""
+
+    spec: ModelSpec
+    options: RunOptions
+    samples: list[Sample]
+    todo: list[Sample]
+    responses_path: Path
+    manifest_path: Path
+    sampling: dict[str, Any]
+    previous: RunManifest | None
+
+
+def plan_run(
+    spec: ModelSpec, samples: list[Sample], layout: ResultsLayout, options: RunOptions
+) -> RunPlan:
+    """The plan step: refuses settings that would mix two runs in one file."""
+    if options.shard is not None:
+        samples = options.shard.select(samples)
+    responses_path, manifest_path = output_paths(layout, spec.name, options.shard)
+    sampling = _sampling(spec, options)
+    previous = None if options.overwrite else _previous_manifest(manifest_path)
+    _check_manifest_compatible(previous, manifest_path, spec, sampling)
+    store = RecordStore(responses_path, ResponseRecord)
+    done = set() if options.overwrite else store.done_keys(lambda r: r.is_complete)
+    todo = [s for s in samples if s.id not in done]
+    return RunPlan(spec, options, samples, todo, responses_path, manifest_path, sampling, previous)
+
+
 def run_model(
     spec: ModelSpec,
     bench: Benchmark,
@@ -178,53 +209,38 @@ def run_model(
     on_record: Callable[[ResponseRecord], None] | None = None,
 ) -> RunSummary:
     """Answer every selected sample not answered yet. `provider` defaults to the spec's."""
-    started = time.monotonic()
-    if options.shard is not None:
-        samples = options.shard.select(samples)
-    responses_path, manifest_path = output_paths(layout, spec.name, options.shard)
-    sampling = _sampling(spec, options)
-    previous = None if options.overwrite else _previous_manifest(manifest_path)
-    _check_manifest_compatible(previous, manifest_path, spec, sampling)
+    plan = plan_run(spec, samples, layout, options)
+    return execute_run(plan, bench, provider=provider, on_record=on_record)
 
-    store = RecordStore(responses_path, ResponseRecord)
-    done = set() if options.overwrite else store.done_keys(lambda r: r.is_complete)
-    todo = [s for s in samples if s.id not in done]
+
+def execute_run(
+    plan: RunPlan,
+    bench: Benchmark,
+    *,
+    provider: Provider | None = None,
+    on_record: Callable[[ResponseRecord], None] | None = None,
+) -> RunSummary:
+    """The execute step: answers `plan.todo`, one record per result, then the manifest."""
+    started = time.monotonic()
     summary = RunSummary(
-        model=spec.name,
-        output=responses_path,
-        selected=len(samples),
-        already_done=len(samples) - len(todo),
-        attempted=len(todo),
+        model=plan.spec.name,
+        output=plan.responses_path,
+        selected=len(plan.samples),
+        already_done=len(plan.samples) - len(plan.todo),
+        attempted=len(plan.todo),
         skipped_bad_rows=len(bench.issues),
     )
-
-    manifest = RunManifest(
-        model=spec.name,
-        display_name=spec.display_name,
-        group=spec.group,
-        model_id=spec.checkpoint,
-        model_revision=spec.revision,
-        provider=spec.provider,
-        sampling=sampling,
-        package_versions=package_versions(),
-        git_revision=git_revision(),
-        dataset=bench.manifest_info(),
-    )
-    manifest_extra: dict[str, Any] = {
-        "skipped_rows": [issue_to_dict(i) for i in bench.issues],
-        "shard": None if options.shard is None else f"{options.shard.index}/{options.shard.count}",
-    }
-    invocation = Invocation(selected=len(samples), attempted=len(todo))
-    _continue_history(manifest, manifest_extra, previous, invocation)
-
-    if todo:
+    manifest, extra = _new_manifest(plan, bench)
+    invocation = Invocation(selected=len(plan.samples), attempted=len(plan.todo))
+    _continue_history(manifest, extra, plan.previous, invocation)
+    if plan.todo:
         if provider is None:
             from holisafe_bench.providers.factory import create_provider
 
-            provider = create_provider(spec)  # fails here, before any sample, if it cannot load
-        manifest_extra["provider_details"] = provider.describe()
+            provider = create_provider(plan.spec)  # fails here, before any sample
+        extra["provider_details"] = provider.describe()
         manifest.chat_template_hash = provider.describe().get("chat_template_hash")
-        write_json_atomic(manifest_path, _with_extra(manifest, manifest_extra))
+        write_json_atomic(plan.manifest_path, _with_extra(manifest, extra))
 
         def record(rec: ResponseRecord) -> None:
             writer.write(rec)
@@ -234,26 +250,64 @@ def run_model(
             if on_record is not None:
                 on_record(rec)
 
+        store = RecordStore(plan.responses_path, ResponseRecord)
         try:
-            with store.writer(overwrite=options.overwrite) as writer:
-                if isinstance(provider, BatchProvider):
-                    _run_batches(provider, spec, bench, todo, options, record)
-                elif isinstance(provider, ApiProvider):
-                    _run_api(provider, spec, bench, todo, options, record)
-                else:
-                    raise HolisafeError(f"provider {type(provider).__name__} cannot run samples")
+            with store.writer(overwrite=plan.options.overwrite) as writer:
+                _answer(provider, plan, bench, record)
         finally:
             provider.close()
+    _finish_manifest(plan, manifest, invocation, summary)
+    summary.elapsed_s = invocation.elapsed_s = round(time.monotonic() - started, 3)
+    write_json_atomic(plan.manifest_path, _with_extra(manifest, extra))
+    return summary
 
-    final = store.read()
+
+def _new_manifest(plan: RunPlan, bench: Benchmark) -> tuple[RunManifest, dict[str, Any]]:
+    spec, shard = plan.spec, plan.options.shard
+    manifest = RunManifest(
+        model=spec.name,
+        display_name=spec.display_name,
+        group=spec.group,
+        model_id=spec.checkpoint,
+        model_revision=spec.revision,
+        provider=spec.provider,
+        sampling=plan.sampling,
+        package_versions=package_versions(),
+        git_revision=git_revision(),
+        dataset=bench.manifest_info(),
+    )
+    extra: dict[str, Any] = {
+        "skipped_rows": [issue_to_dict(i) for i in bench.issues],
+        "shard": None if shard is None else f"{shard.index}/{shard.count}",
+    }
+    return manifest, extra
+
+
+def _answer(
+    provider: Provider,
+    plan: RunPlan,
+    bench: Benchmark,
+    record: Callable[[ResponseRecord], None],
+) -> None:
+    if isinstance(provider, BatchProvider):
+        _run_batches(provider, plan.spec, bench, plan.todo, plan.options, record)
+    elif isinstance(provider, ApiProvider):
+        _run_api(provider, plan.spec, bench, plan.todo, plan.options, record)
+    else:
+        raise HolisafeError(f"provider {type(provider).__name__} cannot run samples")
+
+
+def _finish_manifest(
+    plan: RunPlan, manifest: RunManifest, invocation: Invocation, summary: RunSummary
+) -> None:
+    """Counts over the selection as the file now holds it."""
+    final = RecordStore(plan.responses_path, ResponseRecord).read()
+    samples = plan.samples
     manifest.counts = dict(Counter(final[s.id].outcome for s in samples if s.id in final))
     manifest.counts["selected"] = len(samples)
     manifest.counts["missing"] = sum(1 for s in samples if s.id not in final)
     manifest.finished_at = invocation.finished_at = utc_now()
-    summary.elapsed_s = invocation.elapsed_s = round(time.monotonic() - started, 3)
     invocation.outcomes = dict(summary.outcomes)
-    write_json_atomic(manifest_path, _with_extra(manifest, manifest_extra))
-    return summary
 
 
 def _continue_history(
