@@ -75,9 +75,6 @@ class ResultsLayout:
     def judge_cache(self) -> Path:
         return self.root / ".cache" / "judge_cache.sqlite"
 
-    def leaderboard_dir(self) -> Path:
-        return self.root / "leaderboard"
-
     def models_with_responses(self) -> list[str]:
         if not self.root.exists():
             return []

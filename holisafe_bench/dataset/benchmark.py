@@ -134,14 +134,6 @@ class Benchmark:
     def image_bytes(self, sample: Sample) -> bytes:
         return self.images.read(sample.image)
 
-    def load_rgb(self, sample: Sample):
-        import io
-
-        from PIL import Image
-
-        with Image.open(io.BytesIO(self.image_bytes(sample))) as img:
-            return img.convert("RGB")
-
     def image_content_hash(self) -> str:
         """sha256 over the sorted sha256 of every distinct image the valid samples use."""
         if self._image_hash is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from holisafe_bench.records import Sample
-from holisafe_bench.taxonomy import CATEGORY_OF, IMAGE_SAFETY_LABELS, TYPES
+from holisafe_bench.taxonomy import CATEGORY_OF, IMAGE_SAFETY_LABELS, TYPES, image_is_safe
 
 DEFAULT_MAX_PIXELS = 50_000_000  # about 7,000 x 7,000; real HoliSafe images are far smaller
 
@@ -75,7 +75,7 @@ def validate_fields(raw: Any, *, source: str, row: int) -> list[RowIssue]:
             f"{raw['category']!r} does not contain subcategory {raw['subcategory']!r} "
             f"(expected {CATEGORY_OF[raw['subcategory']]!r})",
         )
-    if raw["type"] in TYPES and raw["image_safe"] != (raw["type"][0] == "S"):
+    if raw["type"] in TYPES and raw["image_safe"] != image_is_safe(raw["type"]):
         bad(
             "image_safe",
             f"is {raw['image_safe']} but type {raw['type']} says the image is "
