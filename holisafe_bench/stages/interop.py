@@ -85,6 +85,29 @@ def import_predictions(
     """Turn an official prediction file into the model's responses. Refuses, writing
     nothing, a file without one usable prediction, and (unless `overwrite`) a model that
     already has responses: an import replaces the whole file, so it must never drop a run."""
+    plan = plan_import(file, model, layout, bench=bench, overwrite=overwrite, lenient=lenient)
+    return execute_import(plan, layout, bench=bench)
+
+
+@dataclass
+class ImportPlan:
+    file: Path
+    model: str
+    records: list[ResponseRecord]
+    originals: list[dict[str, Any]]
+    summary: ImportSummary
+
+
+def plan_import(
+    file: Path,
+    model: str,
+    layout: ResultsLayout,
+    *,
+    bench: Benchmark | None = None,
+    overwrite: bool = False,
+    lenient: bool = False,
+) -> ImportPlan:
+    """The plan step: the records the file yields, every refusal made before a write."""
     responses_path = layout.responses(model)  # checks the name before anything is read
     rows = _read_rows(file)
     summary = ImportSummary(
@@ -94,10 +117,19 @@ def import_predictions(
     _require_usable(file, rows, records, summary)
     if not overwrite:
         _refuse_to_replace(responses_path, model)
+    return ImportPlan(Path(file), model, records, originals, summary)
 
+
+def execute_import(
+    plan: ImportPlan, layout: ResultsLayout, *, bench: Benchmark | None = None
+) -> ImportSummary:
+    """The execute step: responses, the side file of original records, the manifest."""
+    file, model, records, originals, summary = (
+        plan.file, plan.model, plan.records, plan.originals, plan.summary,
+    )  # fmt: skip
     # Side file and manifest are rewritten with the responses (under their writer lock), so
     # all three describe this import and nothing of what was replaced.
-    store = RecordStore(responses_path, ResponseRecord)
+    store = RecordStore(layout.responses(model), ResponseRecord)
     with store.writer(overwrite=True) as writer:
         for rec in records:
             writer.write(rec)

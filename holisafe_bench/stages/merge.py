@@ -45,20 +45,35 @@ class _Shard:
         return self.folder.name
 
 
+@dataclass
+class MergePlan:
+    """What a merge will write: the shards (checked to be one run), the records that win,
+    and whether the stored file belongs to another run and is started afresh."""
+
+    model: str
+    shards: list[_Shard]
+    new_records: list[ResponseRecord]
+    start_afresh: bool
+    summary: MergeSummary
+
+
 def merge_shards(model: str, layout: ResultsLayout) -> MergeSummary:
+    return execute_merge(plan_merge(model, layout), layout)
+
+
+def plan_merge(model: str, layout: ResultsLayout) -> MergePlan:
+    """The plan step: refuses incomplete splits and shards of different runs."""
     shards = [_load_shard(folder) for folder in _complete_split(model, layout)]
     _require_one_run(model, shards)
     target = RecordStore(layout.responses(model), ResponseRecord)
     existing = target.read()
     summary = MergeSummary(model=model, output=target.path, shards=[s.name for s in shards])
-
     mismatch = _earlier_run_mismatch(layout.run_manifest(model), existing, shards)
     if mismatch is not None:
         # Another run's answers cannot stay beside these: start the file from the shards.
         summary.replaced_earlier = len(existing)
         summary.replaced_because = mismatch
         existing = {}
-
     chosen = dict(existing)
     new_records = []
     for shard in shards:
@@ -70,12 +85,20 @@ def merge_shards(model: str, layout: ResultsLayout) -> MergeSummary:
                 new_records.append(rec)
             else:
                 summary.kept_existing += 1
-    with target.writer(overwrite=mismatch is not None) as writer:
-        for rec in new_records:
+    return MergePlan(model, shards, new_records, mismatch is not None, summary)
+
+
+def execute_merge(plan: MergePlan, layout: ResultsLayout) -> MergeSummary:
+    """The execute step: append the winning records, then the merged manifest."""
+    target = RecordStore(layout.responses(plan.model), ResponseRecord)
+    with target.writer(overwrite=plan.start_afresh) as writer:
+        for rec in plan.new_records:
             writer.write(rec)
-    summary.merged = len(new_records)
-    write_json_atomic(layout.run_manifest(model), _merged_manifest(shards, target.read(), summary))
-    return summary
+    plan.summary.merged = len(plan.new_records)
+    write_json_atomic(
+        layout.run_manifest(plan.model), _merged_manifest(plan.shards, target.read(), plan.summary)
+    )
+    return plan.summary
 
 
 def _complete_split(model: str, layout: ResultsLayout) -> list[Path]:
