@@ -215,3 +215,20 @@ def test_a_judge_that_fails_at_once_leaves_nothing_and_empty_files_are_reported(
     )
     res = cli("leaderboard", "--judge", "claude", "--results", str(out))
     assert "kw / claude: the verdict file holds no verdicts" in res.stderr
+
+
+def test_agreement_between_judges_with_no_model_in_common(tmp_path):
+    for model in ("a", "b"):
+        path = tmp_path / f"{model}.toml"
+        path.write_text(BASELINE.replace('name = "kw"', f'name = "{model}"'))
+        res = cli("run", "--model", str(path), "-d", "sample", "--results", str(tmp_path / "r"))
+        assert res.returncode == 0, res.stderr
+    judge_b = tmp_path / "sm2.toml"
+    judge_b.write_text(
+        'name = "sm2"\ndisplay_name = "SM2"\nkind = "string_match"\n'
+        'start_phrases = ["I\'m sorry"]\n'
+    )
+    out = str(tmp_path / "r")
+    assert cli("judge", "--judge", "string-match", "-m", "a", "--results", out).returncode == 0
+    assert cli("judge", "--judge", str(judge_b), "-m", "b", "--results", out).returncode == 0
+    one_line_error(cli("agreement", "--results", out), "share no judged model")
