@@ -3,7 +3,3 @@
 
 class HolisafeError(Exception):
     """A user-facing failure: bad input, missing access, a model that cannot load."""
-
-
-class NotBuiltError(HolisafeError):
-    """A command or option that is declared but not implemented yet."""

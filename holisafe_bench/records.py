@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from holisafe_bench.taxonomy import SampleType
 
@@ -133,9 +140,15 @@ class VerdictRecord(BaseModel):
 
 
 class Manifest(BaseModel):
-    """Common provenance for any stage's manifest (DESIGN.md, Reproducibility)."""
+    """Common provenance for any stage's manifest (DESIGN.md, Reproducibility).
 
-    model_config = ConfigDict(extra="allow")
+    Every key a stage writes is a declared field. Reading ignores keys not declared (an
+    older file, or the merge stage's additions), so an old manifest still loads."""
+
+    model_config = ConfigDict(extra="ignore")
+    # Fields a stage sets only in some cases: left out of the file when unset, so a
+    # manifest has the same keys it had when they were merged in as extra dicts.
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset()
 
     stage: str
     package_versions: dict[str, str] = Field(default_factory=dict)
@@ -144,6 +157,11 @@ class Manifest(BaseModel):
     started_at: str = Field(default_factory=utc_now)
     finished_at: str | None = None
     counts: dict[str, int] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (v is None and k in self.omitted_when_none)}
 
 
 class Invocation(BaseModel):
@@ -160,7 +178,21 @@ class Invocation(BaseModel):
     usage: Usage = Field(default_factory=Usage)
 
 
+class Sampling(BaseModel):
+    """The sampling parameters of a run: what every request carries and what the manifest
+    records, resolved once (stages/run.py, resolve_sampling) so the two cannot differ."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int
+    temperature: float
+    top_p: float | None = None
+    system_prompt: str | None = None
+
+
 class RunManifest(Manifest):
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset({"provider_details"})
+
     stage: str = "run"
     model: str
     # The spec's own labels, so tables name a model given as a TOML path as its file does.
@@ -170,12 +202,59 @@ class RunManifest(Manifest):
     model_revision: str | None = None
     provider: str | None = None
     chat_template_hash: str | None = None
-    sampling: dict[str, Any] = Field(default_factory=dict)
+    sampling: Sampling | None = None  # None only in a file no run wrote (an import's)
     usage: Usage = Field(default_factory=Usage)  # totals over every invocation
     invocations: list[Invocation] = Field(default_factory=list)
+    skipped_rows: list[dict[str, Any]] = Field(default_factory=list)  # bad dataset rows
+    shard: str | None = None  # "i/n" for one shard of a data-parallel run
+    # What the provider reported about itself (engine, checkpoint, chat template); None
+    # until a provider was built (a resumed run with nothing to do keeps the earlier one).
+    provider_details: dict[str, Any] | None = None
+
+
+class ImportManifest(BaseModel):
+    """The manifest of responses imported from an official prediction file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["import"] = "import"
+    model: str
+    file: str
+    imported: int
+    failed_predictions: int
+    skipped_records: list[str]
+    duplicates_left_out: int
+    lenient: bool
+    kept_leniently: int
+    checked_against_dataset: bool
+    dataset: dict[str, Any] | None
+    finished_at: str = Field(default_factory=utc_now)
 
 
 class JudgeManifest(Manifest):
+    """The string-match fields, then those only an LLM judge records (left out otherwise)."""
+
+    model_config = ConfigDict(extra="forbid")
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset(
+        {
+            "prompt_template_source",
+            "prompt_template_style",
+            "prompt_script_origin",
+            "prompt_script_sha256",
+            "prompt_script_variable",
+            "prompt_script_line",
+            "prompt_script_cached_copy",
+            "label_rule",
+            "judge_params",
+            "calls",
+            "cache_hits",
+            "batch_api",
+            "batch_jobs_submitted",
+            "batch_jobs_resumed",
+            "label_conflicts",
+        }
+    )
+
     stage: str = "judge"
     model: str
     judge: str
@@ -185,3 +264,20 @@ class JudgeManifest(Manifest):
     params: dict[str, Any] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
+    # LLM judges: where the prompt came from (judging/prompt_sources.py).
+    prompt_template_source: str | None = None
+    prompt_template_style: str | None = None
+    prompt_script_origin: str | None = None
+    prompt_script_sha256: str | None = None
+    prompt_script_variable: str | None = None
+    prompt_script_line: int | None = None
+    prompt_script_cached_copy: str | None = None
+    # LLM judges: how replies were read and how the calls went.
+    label_rule: str | None = None
+    judge_params: dict[str, Any] | None = None
+    calls: int | None = None
+    cache_hits: int | None = None
+    batch_api: bool | None = None
+    batch_jobs_submitted: list[str] | None = None
+    batch_jobs_resumed: list[str] | None = None
+    label_conflicts: dict[str, int] | None = None

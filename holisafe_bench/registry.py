@@ -10,9 +10,17 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from holisafe_bench.errors import HolisafeError
+from holisafe_bench.judging.parser import get_parser
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -79,6 +87,22 @@ class ApiSettings(_Strict):
 
 Provider = Literal["vllm", "openai", "anthropic", "gemini", "transformers", "baseline"]
 ModelGroup = Literal["open-weight", "closed", "safety-tuned"]
+# The checkpoints a `baseline` model may name; declared here, below the providers, so that
+# validating a spec never imports the provider layer (providers/baseline.py carries them out).
+BASELINE_BEHAVIOURS = ("baseline-refuse-all", "baseline-comply-all", "baseline-keyword")
+# OpenAI models that accept only the default sampling (the reasoning models): the openai
+# provider sends them no temperature, and a spec asking them for a top_p is refused.
+OPENAI_FIXED_SAMPLING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def _top_p_refusal(provider: str, checkpoint: str) -> str | None:
+    """Why a model cannot honour generation.top_p (None: it can). Every other provider
+    sends it with each request (providers/*_provider.py)."""
+    if provider == "baseline":
+        return "a baseline does not sample, so top_p would be recorded but never used"
+    if provider == "openai" and checkpoint.startswith(OPENAI_FIXED_SAMPLING_PREFIXES):
+        return f"OpenAI's {checkpoint} takes only the default sampling, no top_p"
+    return None
 
 
 class ModelSpec(_Strict):
@@ -101,13 +125,21 @@ class ModelSpec(_Strict):
     @model_validator(mode="after")
     def _baseline_behaviour_known(self) -> ModelSpec:
         # `run` would refuse it later; `models --check` must say so now.
-        from holisafe_bench.providers.baseline import BEHAVIOURS
-
-        if self.provider == "baseline" and self.checkpoint not in BEHAVIOURS:
+        if self.provider == "baseline" and self.checkpoint not in BASELINE_BEHAVIOURS:
             raise ValueError(
                 f"checkpoint {self.checkpoint!r} is not a baseline; "
-                f"a baseline's checkpoint is one of {', '.join(BEHAVIOURS)}"
+                f"a baseline's checkpoint is one of {', '.join(BASELINE_BEHAVIOURS)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _top_p_honoured(self) -> ModelSpec:
+        # A top_p the provider drops would be recorded in the manifest but never sent.
+        refusal = self.generation.top_p is not None and _top_p_refusal(
+            self.provider, self.checkpoint
+        )
+        if refusal:
+            raise ValueError(f"generation.top_p: {refusal}; remove it")
         return self
 
 
@@ -129,12 +161,22 @@ class JudgeSpec(_Strict):
     provider: Provider | None = None
     model: str | None = None
     prompt_template: str | None = None  # file name relative to judges/templates/ or a path
-    parser: str = "label_true_false"
+    parser: str = "label_true_false"  # a name in judging/parser.py PARSERS
+    # No default endpoint: the judge is called at --base-url (an OpenAI-compatible server).
+    requires_base_url: bool = False
+    # Its provider has a vendor batch API that --batch can use.
+    batch_api: bool = True
     temperature: float = Field(0.0, ge=0.0)
     max_tokens: int = Field(100, ge=1)
     api: ApiSettings = Field(default_factory=ApiSettings)
     prices: Prices = Field(default_factory=Prices)
     source_file: str | None = None
+
+    @field_validator("parser")
+    @classmethod
+    def _parser_known(cls, name: str) -> str:
+        get_parser(name)  # raises, naming the known parsers
+        return name
 
 
 def _format_validation_error(path: Path, exc: ValidationError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,10 @@ from holisafe_bench.analysis.bootstrap import paired_difference, score_intervals
 from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
 from holisafe_bench.analysis.verdict_matrix import VerdictArrays
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference"
+# The repository's copy of the same tables, read when ../shared is absent.
+PUBLISHED = REFERENCE if REFERENCE.is_dir() else REPO / "results" / "published"
 
 
 def test_cohen_kappa_on_a_hand_built_table():
@@ -35,6 +39,84 @@ def test_fleiss_kappa_on_a_hand_worked_case():
     ratings = np.array([[1, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]])
     # P_i = 1, 1, 1/3, 1/3 -> P_bar = 2/3; p_1 = 6/12 = 0.5 -> P_e = 0.5; kappa = 1/3
     assert fleiss_kappa(ratings) == pytest.approx(1 / 3)
+
+
+def _textbook_cohen(table: list[list[int]]) -> Fraction:
+    """Cohen's kappa from a 2x2 table [[both 0, a0 b1], [a1 b0, both 1]], as textbooks write
+    it: (p_o - p_e) / (1 - p_e), p_e from the two raters' own marginals."""
+    (n00, n01), (n10, n11) = table
+    n = n00 + n01 + n10 + n11
+    p_o = Fraction(n00 + n11, n)
+    p_e = Fraction((n00 + n01) * (n00 + n10) + (n10 + n11) * (n01 + n11), n * n)
+    return (p_o - p_e) / (1 - p_e)
+
+
+def _raters(table: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Two raters' labels that make the 2x2 table."""
+    a, b = [], []
+    for i in (0, 1):
+        for j in (0, 1):
+            a += [i] * table[i][j]
+            b += [j] * table[i][j]
+    return np.array(a), np.array(b)
+
+
+@pytest.mark.parametrize(
+    ("table", "by_hand"),
+    [
+        # p_o = 0.60; marginals 0.6/0.4 and 0.7/0.3: p_e = 0.42 + 0.12 = 0.54 -> 0.06/0.46
+        ([[45, 15], [25, 15]], Fraction(3, 23)),
+        # They never agree and each says 1 half the time: p_o = 0, p_e = 0.5 -> -1
+        ([[0, 5], [5, 0]], Fraction(-1)),
+        # Agreement no better than chance: p_o = p_e = 0.5 -> 0
+        ([[25, 25], [25, 25]], Fraction(0)),
+        # The first table of this file: p_o = 0.7, p_e = 0.5 -> 0.4
+        ([[20, 5], [10, 15]], Fraction(2, 5)),
+    ],
+)
+def test_cohen_kappa_equals_the_textbook_formula(table, by_hand):
+    assert _textbook_cohen(table) == by_hand
+    a, b = _raters(table)
+    assert cohen_kappa(a, b) == pytest.approx(float(by_hand))
+    assert cohen_kappa(b, a) == pytest.approx(float(by_hand))  # symmetric in the raters
+
+
+def _textbook_fleiss(ratings: np.ndarray) -> Fraction:
+    """Fleiss' kappa as Fleiss (1971) writes it, in exact fractions: P_i = (sum_j n_ij^2 -
+    n) / (n (n - 1)), P_bar their mean, P_e = sum_j p_j^2."""
+    items, raters = ratings.shape
+    counts = [(raters - int(row.sum()), int(row.sum())) for row in ratings]
+    p_i = [Fraction(sum(c * c for c in row) - raters, raters * (raters - 1)) for row in counts]
+    p_bar = sum(p_i, Fraction(0)) / items
+    p_j = [Fraction(sum(row[j] for row in counts), items * raters) for j in (0, 1)]
+    p_e = sum(p * p for p in p_j)
+    return (p_bar - p_e) / (1 - p_e)
+
+
+def test_fleiss_kappa_on_a_second_hand_worked_case():
+    # 5 items, 4 raters; items rated 1 by 4, 4, 3, 3 and 0 raters.
+    ratings = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]])
+    # P_i = 1, 1, 1/2, 1/2, 1 -> P_bar = 4/5; p_1 = 14/20 = 0.7 -> P_e = 0.49 + 0.09 = 0.58;
+    # kappa = (0.8 - 0.58) / 0.42 = 11/21
+    assert _textbook_fleiss(ratings) == Fraction(11, 21)
+    assert fleiss_kappa(ratings) == pytest.approx(11 / 21)
+
+
+def test_fleiss_kappa_of_two_raters_is_scotts_pi_not_cohens_kappa():
+    # The 2x2 table [[45, 15], [25, 15]]: Scott's pi pools both raters' marginals,
+    # p_1 = (40 + 30) / 200 = 0.35 -> p_e = 0.35^2 + 0.65^2 = 0.545; p_o = 0.6;
+    # pi = 0.055 / 0.455 = 11/91, while Cohen's kappa (own marginals) is 3/23.
+    a, b = _raters([[45, 15], [25, 15]])
+    ratings = np.stack([a, b], axis=1)
+    assert fleiss_kappa(ratings) == pytest.approx(11 / 91)
+    assert cohen_kappa(a, b) == pytest.approx(3 / 23)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fleiss_kappa_equals_the_textbook_formula_on_random_ratings(seed):
+    rng = np.random.default_rng(seed)
+    ratings = (rng.random((30, 3 + seed)) < 0.3 + 0.2 * seed).astype(int)
+    assert fleiss_kappa(ratings) == pytest.approx(float(_textbook_fleiss(ratings)))
 
 
 def test_rank_correlations_match_scipy():
@@ -108,12 +190,11 @@ def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
 
 
 def test_published_tables_give_the_papers_rho_of_099():
-    if not SHARED.exists():
-        pytest.skip("../shared is absent beside the checkout: no published tables")
     tables = {
         judge_name_of(p): {m: v["mASR↓"] for m, v in read_leaderboard_csv(p).items()}
-        for p in sorted((SHARED / "reference").glob("leaderboard_4031_*.csv"))
+        for p in sorted(PUBLISHED.glob("leaderboard_4031_*.csv"))
     }
+    assert sorted(tables) == ["claude", "gemini", "gpt4o", "sm"]
     by_pair = {(c.judge_a, c.judge_b): c for c in rank_correlations(tables, replicates=200)}
     assert round(by_pair[("gpt4o", "sm")].spearman.estimate, 2) == 0.99
     assert round(by_pair[("gemini", "sm")].spearman.estimate, 2) == 0.99
@@ -137,4 +218,29 @@ def test_tied_models_share_a_rank_and_an_interval_covering_the_tie():
         "tied-a": (2, 2, 4),
         "tied-b": (2, 2, 4),
         "tied-c": (2, 2, 4),
+    }
+
+
+def test_rank_intervals_of_models_with_sampling_spread():
+    """Clear gaps give exact ranks; two models with the same rates (other samples) share
+    rank 1 and each may plausibly be first or second."""
+    from holisafe_bench.analysis.bootstrap import rank_intervals
+
+    def rates(p: float) -> dict[int, float]:
+        return {1: p, 2: p, 3: p, 4: p}
+
+    models = {
+        "even-a": _arrays(rates(0.2), 100, seed=1),
+        "even-b": _arrays(rates(0.2), 100, seed=2),
+        "worse": _arrays(rates(0.5), 100, seed=3),
+        "worst": _arrays(rates(0.9), 100, seed=4),
+    }
+    ranks = rank_intervals(models, level=0.95, replicates=400, seed=0)
+    # mASR 20, 20, 50, 90 (% of 400 unsafe samples each): a 30-point gap is over 7
+    # standard errors of the bootstrap, so no resample swaps those places.
+    assert ranks == {
+        "even-a": (1, 1, 2),
+        "even-b": (1, 1, 2),
+        "worse": (3, 3, 3),
+        "worst": (4, 4, 4),
     }

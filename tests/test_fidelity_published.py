@@ -14,22 +14,42 @@ from holisafe_bench.cli.main import app
 from holisafe_bench.registry import load_models
 from holisafe_bench.taxonomy import CATEGORY_OF, SUBCATEGORIES
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
 REFERENCE = SHARED / "reference"
+# The repository's copy of the published leaderboards: used when ../shared is absent.
+PUBLISHED = REPO / "results" / "published"
 # Per-type row counts of the June 2025 (4,163-row) release, from HOLISAFE.md.
 COUNTS_4163 = {"SSS": 755, "SSU": 844, "USU": 996, "UUU": 719, "SUU": 849}
 COLUMN_TYPE = {"S_IS_T→U↓": "SSU", "U_IS_T↓": "USU", "U_IU_T↓": "UUU", "S_IU_T↓": "SUU"}
 REFUSAL = "I'm sorry, but I can't help with that request."
 COMPLIANCE = "Sure. The picture shows a red triangle above a caption."
+JUDGES = ("sm", "claude", "gpt4o", "gemini")
 
 runner = CliRunner()
 
 
+def _table_path(name: str) -> Path:
+    """A published leaderboard CSV: ../shared/reference when beside the checkout, else the
+    repository's copy in results/published/ (the same files: see the test below)."""
+    return REFERENCE / name if (REFERENCE / name).exists() else PUBLISHED / name
+
+
 def _published(name: str) -> list[dict[str, str]]:
-    if not SHARED.exists():
-        pytest.skip("../shared is absent beside the checkout: no published tables to compare")
-    with (REFERENCE / name).open(encoding="utf-8") as fh:
+    with _table_path(name).open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
+
+
+def test_the_repository_copy_of_the_published_tables_is_the_reference():
+    """results/published/ holds all eight tables; with ../shared present, byte for byte
+    its reference copies, so falling back to it tests the same numbers."""
+    names = [f"leaderboard_{rows}_{judge}.csv" for rows in ("4031", "4163") for judge in JUDGES]
+    assert all((PUBLISHED / name).is_file() for name in names)
+    assert len(_published("leaderboard_4031_sm.csv")) == 21
+    if not REFERENCE.is_dir():
+        pytest.skip("../shared/reference is absent: nothing to compare the copy with")
+    for name in names:
+        assert (PUBLISHED / name).read_bytes() == (REFERENCE / name).read_bytes(), name
 
 
 def _half_up(value: Decimal, places: int) -> str:
@@ -140,11 +160,14 @@ def test_june_2025_table_needs_its_double_rounding(june_results):
 
 
 def test_authors_safellava_predictions_give_the_published_row(tmp_path):
+    # The authors' prediction file is not redistributed with the repository (only the
+    # leaderboards are, in results/published/), so without ../shared there is nothing to run.
     file = REFERENCE / "holisafe_predictions_safellava-7b.json"
-    if not SHARED.exists():
-        pytest.skip("../shared is absent beside the checkout")
     if not file.exists():
-        pytest.skip(f"{file.name} is not in ../shared/reference (the test runs when it is)")
+        pytest.skip(
+            f"{file.name} is not in ../shared/reference (or ../shared is absent): only "
+            "there is it kept, the repository has no copy of the authors' predictions"
+        )
     results = tmp_path / "results"
     _invoke(["import", str(file), "--model", "safellava-7b", "--out", str(results)])
     _invoke(["judge", "--judge", "string-match", "--model", "safellava-7b", "--out", str(results)])
@@ -156,7 +179,7 @@ def test_authors_safellava_predictions_give_the_published_row(tmp_path):
 
 def test_current_tables_use_the_macro_mean_and_100_minus_rr():
     """The 4,031-row tables agree with mASR = plain mean of the four ASRs (HOLISAFE.md)."""
-    for judge in ("sm", "claude", "gpt4o", "gemini"):
+    for judge in JUDGES:
         for row in _published(f"leaderboard_4031_{judge}.csv"):
             asrs = [Decimal(row[c]) for c in COLUMN_TYPE]
             # Each ASR is rounded to 0.05 at most, so their mean is within 0.05 of the exact

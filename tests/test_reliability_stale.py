@@ -53,13 +53,13 @@ def test_replaced_responses_are_not_scored_until_judged_again(kw_run, tmp_path):
     _judge(out)
     before = _score(out)
     assert _scored(before) == 95 and before["stale_verdicts"]["total"] == 0
-    assert before["masr"] != "0.0"  # the keyword baseline answers some unsafe queries
+    assert before["masr"] > 0  # the keyword baseline answers some unsafe queries
 
     refuse = _refuse_all_model(tmp_path)
     _ok(["run", "--model", str(refuse), "-d", str(data), "--out", str(out), "--overwrite"])
     stale = _score(out)
     # Every verdict judged an answer that is gone: none is counted, all are reported.
-    assert _scored(stale) == 0 and stale["masr"] == "n/a"
+    assert _scored(stale) == 0 and stale["masr"] is None
     assert stale["stale_verdicts"] == {
         "total": 95,
         "response_changed": 95,
@@ -72,7 +72,7 @@ def test_replaced_responses_are_not_scored_until_judged_again(kw_run, tmp_path):
     _judge(out)  # resume treats the changed responses as not judged
     fresh = _score(out)
     assert _scored(fresh) == 95 and fresh["stale_verdicts"]["total"] == 0
-    assert fresh["masr"] == "0.0" and fresh["rr"] == "100.0"
+    assert fresh["masr"] == 0.0 and fresh["rr"] == 100.0
 
 
 def test_overwrite_with_limit_scores_only_the_new_samples(kw_run, tmp_path):

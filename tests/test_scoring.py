@@ -117,4 +117,4 @@ def test_score_says_which_types_a_subset_has_no_samples_of(tmp_path):
     res = cli.invoke(app, ["score", "--json", "--results", out])
     payload = json.loads(res.output)
     assert payload[0]["types_without_samples"] == ["USU", "SUU"]
-    assert payload[0]["masr"] == "100.0"  # the mean over SSU and UUU, not (1 + 1 + 0 + 0) / 4
+    assert payload[0]["masr"] == 100.0  # the mean over SSU and UUU, not (1 + 1 + 0 + 0) / 4

@@ -1,2 +1,2 @@
 """Analysis on stored verdicts and published leaderboards: confidence intervals, judge
-agreement, leaderboard formats. Calls no API."""
+agreement, plots, the HTML report. Calls no API."""

@@ -3,28 +3,28 @@ leaderboards per judge, plots, judge agreement, the manifests, and a sample brow
 
 Queries, responses and judge replies are untrusted. They reach the page only as gzipped,
 base64-encoded JSON (inert inside its script block) and are rendered with textContent;
-everything else from data is HTML-escaped."""
+everything else from data is HTML-escaped by the template (templates/report.html.j2,
+autoescape on)."""
 
 from __future__ import annotations
 
 import base64
 import gzip
-import html
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from holisafe_bench.analysis import plots
-from holisafe_bench.analysis.formats import asset, html_table
 from holisafe_bench.analysis.offload import Offload
 from holisafe_bench.analysis.thumbnails import image_chunks, thumbnails
-from holisafe_bench.leaderboard import leaderboard_rows
+from holisafe_bench.leaderboard import SortableTable, leaderboard_rows, sortable_table
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import package_versions
 from holisafe_bench.records import utc_now
 from holisafe_bench.registry import load_models
+from holisafe_bench.rendering import render
 from holisafe_bench.scoring import (
     load_current_verdicts,
     response_fingerprints,
@@ -66,10 +66,37 @@ def _raw_records(path: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _img(paths: list[Path]) -> str:
-    png = next(p for p in paths if p.suffix == ".png")
+class Image(NamedTuple):
+    alt: str
+    src: str  # a data: URL (the page needs no network)
+
+
+def _image(plot_job: Any) -> Image:
+    """The PNG of a plot made by the helper process (its job gives the files written)."""
+    png = next(p for p in plot_job.result() if p.suffix == ".png")
     data = base64.b64encode(png.read_bytes()).decode("ascii")
-    return f'<img class="plot" alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}">'
+    return Image(png.stem, f"data:image/png;base64,{data}")
+
+
+@dataclass
+class LeaderboardSection:
+    judge: str
+    table: SortableTable
+    plots: list[Any]  # side by side; plot jobs until `resolve`, then Images
+    wide: list[Any]  # each on a row of its own (the heatmap is wide)
+
+    def resolve(self) -> None:
+        self.plots = [_image(j) for j in self.plots]
+        self.wide = [_image(j) for j in self.wide]
+
+
+@dataclass
+class AgreementSection:
+    rows: list[list[str]] = field(default_factory=list)  # empty: fewer than two judges
+    plots: list[Any] = field(default_factory=list)
+
+    def resolve(self) -> None:
+        self.plots = [_image(j) for j in self.plots]
 
 
 def _clip(text: str | None, limit: int) -> str:
@@ -100,16 +127,19 @@ def build_report(
             helper.submit(thumbnails, chunk, thumb_px)
             for chunk in image_chunks(bench, _image_keys(bench, records))
         ]
-        pending = _leaderboard_sections(layout, records, judges, helper, plot_dir, formats)
-        manifests = _manifest_section(layout, models)
+        leaderboards, masr = _leaderboard_sections(
+            layout, records, judges, helper, plot_dir, formats
+        )
+        agreement = _agreement_section(masr, helper, plot_dir, formats)
         samples, rows = _browser_rows(
             records, models, judges, bench, max_response_chars, max_reply_chars
         )
         helper.work_along()
-        sections = [_resolve(parts) for parts in pending] + [manifests]
+        for section in [*leaderboards, agreement]:
+            section.resolve()
         thumbs = dict(pair for job in thumb_jobs for pair in job.result())
     data = _encode_browser_data(models, judges, samples, rows, thumbs)
-    page = _page(sections, data, judges)
+    page = _page(leaderboards, agreement, _manifests(layout, models), data, judges)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(page, encoding="utf-8")
     n_thumbs = sum(1 for t in thumbs.values() if t)
@@ -138,13 +168,6 @@ def _current_records(
     return records, tuple(notes)
 
 
-Parts = list[Any]  # HTML strings and plot jobs (each gives PNG/SVG paths)
-
-
-def _resolve(parts: Parts) -> str:
-    return "".join(p if isinstance(p, str) else _img(p.result()) for p in parts)
-
-
 def _leaderboard_sections(
     layout: ResultsLayout,
     records: dict[str, Any],
@@ -152,8 +175,10 @@ def _leaderboard_sections(
     helper: Offload,
     plot_dir: Path,
     formats: tuple[str, ...],
-) -> list[Parts]:
-    sections: list[Parts] = []
+) -> tuple[list[LeaderboardSection], dict[str, dict[str, float]]]:
+    """A section per judge with verdicts, its plots submitted to the helper; and each
+    judge's mASR (percent) by model, for the agreement section."""
+    sections: list[LeaderboardSection] = []
     masr: dict[str, dict[str, float]] = {}
     registry = load_models()
     for judge in judges:
@@ -171,22 +196,15 @@ def _leaderboard_sections(
             for r in rows
             if r.card.overall.masr is not None
         }
-        sections.append(
-            [
-                f'<section id="leaderboard-{html.escape(judge)}">'
-                f"<h2>Leaderboard: {html.escape(judge)}</h2>"
-                "<p>Percent; mASR is the macro mean of the four ASRs. Click a header to sort."
-                f"</p>{html_table(rows, table_id='lb-' + judge)}",
-                '<div class="plots">',
-                helper.submit(plots.asr_by_type, rows, plot_dir, judge, formats),
-                helper.submit(plots.tradeoff, rows, plot_dir, judge, formats),
-                "</div>",  # the heatmap is wide: a row of its own
-                helper.submit(plots.subcategory_heatmap, rows, plot_dir, judge, formats),
-                "</section>",
-            ]
+        side_by_side = (plots.asr_by_type, plots.tradeoff)
+        section = LeaderboardSection(
+            judge,
+            sortable_table(rows, table_id="lb-" + judge),
+            [helper.submit(plot, rows, plot_dir, judge, formats) for plot in side_by_side],
+            [helper.submit(plots.subcategory_heatmap, rows, plot_dir, judge, formats)],
         )
-    sections.append(_agreement_section(masr, helper, plot_dir, formats))
-    return sections
+        sections.append(section)
+    return sections, masr
 
 
 def _image_keys(bench: Any, records: dict[str, Any]) -> list[str]:
@@ -199,52 +217,37 @@ def _image_keys(bench: Any, records: dict[str, Any]) -> list[str]:
 
 def _agreement_section(
     masr: dict[str, dict[str, float]], helper: Offload, plot_dir: Path, formats: tuple[str, ...]
-) -> Parts:
+) -> AgreementSection:
     if len(masr) < 2:
-        return [
-            '<section id="agreement"><h2>Judge agreement</h2>'
-            "<p>Only one judge has verdicts: nothing to "
-            "compare.</p></section>"
-        ]
+        return AgreementSection()
     from holisafe_bench.analysis.agreement import rank_correlations
 
-    rows = []
-    for c in rank_correlations(masr, replicates=500):
-        cells = "".join(f"<td>{html.escape(text)}</td>" for text in c.cells())
-        rows.append(
-            f"<tr><td>{html.escape(c.judge_a)}</td><td>{html.escape(c.judge_b)}</td>"
-            f"<td>{c.n_models}</td>{cells}</tr>"
-        )
-    judges = sorted(masr)
-    return [
-        '<section id="agreement"><h2>Judge agreement</h2>'
-        "<table><thead><tr><th>judge A</th><th>judge B</th>"
-        "<th>models</th><th>Spearman ρ</th><th>Kendall τ</th><th>Pearson r</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table><p>Intervals: 95% bootstrap over models.</p>",
-        *(
-            helper.submit(plots.judge_scatter, masr, judges[0], other, plot_dir, formats)
-            for other in judges[1:]
-        ),
-        "</section>",
+    rows = [
+        [c.judge_a, c.judge_b, str(c.n_models), *c.cells()]
+        for c in rank_correlations(masr, replicates=500)
     ]
+    judges = sorted(masr)
+    scatters = [
+        helper.submit(plots.judge_scatter, masr, judges[0], other, plot_dir, formats)
+        for other in judges[1:]
+    ]
+    return AgreementSection(rows, scatters)
 
 
-def _manifest_section(layout: ResultsLayout, models: list[str]) -> str:
-    parts = []
+def _manifests(layout: ResultsLayout, models: list[str]) -> list[tuple[str, str]]:
+    """(path under the results folder, text) of each run and verdict manifest."""
+    out = []
     for model in models:
         files = [
             layout.run_manifest(model),
             *sorted((layout.model_dir(model) / "verdicts").glob("*.json")),
         ]
-        for path in files:
-            if path.exists():
-                text = path.read_text(encoding="utf-8")
-                parts.append(
-                    f"<details><summary>{html.escape(str(path.relative_to(layout.root)))}"
-                    f"</summary><pre>{html.escape(text)}</pre></details>"
-                )
-    body = "".join(parts) or "<p>No manifests found.</p>"
-    return f'<section id="manifests"><h2>Manifests (versions, hashes, cost)</h2>{body}</section>'
+        out += [
+            (str(path.relative_to(layout.root)), path.read_text(encoding="utf-8"))
+            for path in files
+            if path.exists()
+        ]
+    return out
 
 
 def _browser_rows(
@@ -324,86 +327,23 @@ def _encode_browser_data(
     return base64.b64encode(blob).decode("ascii")
 
 
-# One small stylesheet inside the file (the page must open with no network).
-_STYLE = """
-:root{--ink:#1d2733;--muted:#5b6775;--line:#dfe4ea;--panel:#f5f7fa;--accent:#2f6db5}
-*{box-sizing:border-box}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);
-margin:0;background:#fff}
-header{background:var(--ink);color:#fff;padding:14px 32px}
-header h1{margin:0;font-size:20px}header p{margin:4px 0 0;color:#c9d3de;font-size:12px}
-nav{position:sticky;top:0;z-index:2;background:#fff;border-bottom:1px solid var(--line);
-padding:8px 32px}nav a{color:var(--accent);margin-right:18px;text-decoration:none}
-main{padding:8px 32px 48px;max-width:1600px}
-section{margin:28px 0}h2{font-size:18px;border-bottom:2px solid var(--line);padding-bottom:4px}
-table{border-collapse:collapse;margin:.6em 0;font-variant-numeric:tabular-nums}
-th,td{padding:5px 10px;border-bottom:1px solid var(--line);vertical-align:top;text-align:left}
-th{background:var(--panel);font-weight:600;white-space:nowrap}
-table.sortable th{cursor:pointer;user-select:none}
-table.sortable th::after{content:" \\2195";color:#a3adb8;font-size:11px}
-table.sortable th[data-order=asc]::after{content:" \\25B2";color:var(--accent)}
-table.sortable th[data-order=desc]::after{content:" \\25BC";color:var(--accent)}
-tbody tr:hover{background:#fafbfc}
-td.text{max-width:420px;white-space:pre-wrap;word-break:break-word;font-size:.92em}
-.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:18px;
-align-items:start}
-img.plot{max-width:100%;border:1px solid var(--line);border-radius:6px;padding:6px;
-background:#fff;display:block;margin:18px 0 0}.plots img.plot{margin:0}
-.v1{color:#b00020}.v0{color:#16794c}.v-1{color:#888}pre{white-space:pre-wrap;font-size:.8em}
-#filters{display:flex;flex-wrap:wrap;gap:10px 18px;align-items:end;background:var(--panel);
-border:1px solid var(--line);border-radius:6px;padding:12px 14px;margin:10px 0}
-#filters label{display:flex;flex-direction:column;font-size:12px;color:var(--muted);gap:3px}
-#filters label.check{flex-direction:row;align-items:center;gap:6px;color:var(--ink)}
-#filters select{font:inherit;padding:4px 6px;min-width:150px}
-#samples-count{color:var(--muted)}
-button{font:inherit;padding:6px 14px;cursor:pointer}
-details{margin:4px 0}summary{cursor:pointer}
-"""
-
-
-def _nav(judges: list[str]) -> str:
-    links = [(f"leaderboard-{j}", f"Leaderboard: {j}") for j in judges]
-    links += [("agreement", "Judge agreement"), ("manifests", "Manifests"), ("samples", "Samples")]
-    return (
-        "<nav>"
-        + "".join(
-            f'<a href="#{html.escape(target)}">{html.escape(text)}</a>' for target, text in links
-        )
-        + "</nav>"
-    )
-
-
-def _page(sections: list[str], data: str, judges: list[str]) -> str:
-    script = asset("sortable.js") + asset("report.js")
-    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
-    browser = (
-        '<section id="samples"><h2>Sample browser</h2>'
-        "<p>Responses and judge replies are shown as plain "
-        "text, truncated for size; the full records are in the results folder.</p>"
-        '<div id="filters"><label>model<select id="f-model"></select></label>'
-        '<label>type<select id="f-type"></select></label>'
-        '<label>category<select id="f-category"></select></label>'
-        '<label>verdict of judge<select id="f-judge"></select></label>'
-        '<label>verdict<select id="f-verdict"></select></label>'
-        '<label class="check"><input type="checkbox" id="f-split"> judges disagree</label>'
-        '</div><p id="samples-count"></p>'
-        '<table id="samples-table"><thead><tr><th>model</th><th>id</th><th>type</th>'
-        "<th>category</th><th>image</th><th>query</th><th>response</th><th>verdicts</th>"
-        '</tr></thead><tbody></tbody></table><button id="samples-more" hidden>show more'
-        "</button></section>"
-    )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-        f"<title>HoliSafe-Bench report</title><style>{_STYLE}</style></head><body>"
-        f"<header><h1>HoliSafe-Bench report</h1><p>Generated {html.escape(utc_now())}; "
-        f"judges: {html.escape(', '.join(judges))}; {html.escape(versions)}.</p></header>"
-        + _nav(judges)
-        + "<main>"
-        + "".join(sections)
-        + browser
-        + "</main>"
-        + f'<script type="application/json" id="sample-data">{data}</script>'
-        + f"<script>{script}</script></body></html>\n"
+def _page(
+    leaderboards: list[LeaderboardSection],
+    agreement: AgreementSection,
+    manifests: list[tuple[str, str]],
+    data: str,
+    judges: list[str],
+) -> str:
+    nav = [(f"leaderboard-{j}", f"Leaderboard: {j}") for j in judges]
+    nav += [("agreement", "Judge agreement"), ("manifests", "Manifests"), ("samples", "Samples")]
+    return render(
+        "report.html.j2",
+        generated=utc_now(),
+        judges=judges,
+        versions=", ".join(f"{k} {v}" for k, v in package_versions().items()),
+        nav=nav,
+        leaderboards=leaderboards,
+        agreement=agreement,
+        manifests=manifests,
+        data=data,
     )

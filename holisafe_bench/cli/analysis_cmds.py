@@ -62,36 +62,16 @@ def agreement_cmd(
     from holisafe_bench.errors import HolisafeError
 
     check_level(level)
-    console = Console()
     published = [*(published or []), *(more_published or [])]
     if published:
-        from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
-
-        masr = {
-            judge_name_of(p): {m: v["mASR↓"] for m, v in read_leaderboard_csv(p).items()}
-            for p in published
-        }
-        sample_level = None
+        masr, sample_level = _published_masr(published), None
     else:
-        from holisafe_bench.analysis.judges_compared import sample_agreement
-        from holisafe_bench.scoring import CurrentResponses, score_model
-
         results = layout(out)
         judge_list = split_csv(judges) or results.judges_with_verdicts()
         model_list = split_csv(models) or results.models_with_any_verdicts()
-        responses = CurrentResponses(results)
-        masr = {}
-        for judge in judge_list:
-            masr[judge] = {}
-            for model in model_list:
-                if not results.verdicts(model, judge).exists():
-                    continue
-                card = score_model(results, model, judge, responses=responses)
-                note = card.skipped.note(model, judge)
-                if note:
-                    typer.echo(note, err=True)
-                if card.overall.masr is not None:
-                    masr[judge][model] = float(card.overall.masr) * 100
+        masr = _masr_by_judge(results, judge_list, model_list)
+        from holisafe_bench.analysis.judges_compared import sample_agreement
+
         sample_level = sample_agreement(results, judge_list, model_list, top=top)
     if len(masr) < 2:
         raise HolisafeError(
@@ -100,15 +80,50 @@ def agreement_cmd(
             + ": judge the same models with another judge (holisafe-bench judge --judge NAME)"
         )
     _require_shared_models(masr)
-
+    console = Console()
     table = Table(title=f"rank correlation of mASR between judges ({level:.0%} bootstrap CI)")
     for col in ("judge A", "judge B", "models", "Spearman ρ", "Kendall τ", "Pearson r"):
         table.add_column(col)
     for c in rank_correlations(masr, level=level, seed=seed):
         table.add_row(c.judge_a, c.judge_b, str(c.n_models), *c.cells())
     console.print(table)
-    if sample_level is None or sample_level.n_items == 0:
-        return
+    if sample_level is not None and sample_level.n_items:
+        _print_sample_agreement(console, sample_level)
+
+
+def _published_masr(published: list[Path]) -> dict[str, dict[str, float]]:
+    from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
+
+    return {
+        judge_name_of(p): {m: v["mASR↓"] for m, v in read_leaderboard_csv(p).items()}
+        for p in published
+    }
+
+
+def _masr_by_judge(results, judges: list[str], models: list[str]) -> dict[str, dict[str, float]]:
+    """mASR (percent) per judge and model from current verdicts; what was left out is said
+    on stderr, one line per model and judge."""
+    from holisafe_bench.scoring import CurrentResponses, score_model
+
+    responses = CurrentResponses(results)
+    masr: dict[str, dict[str, float]] = {}
+    for judge in judges:
+        masr[judge] = {}
+        for model in models:
+            if not results.verdicts(model, judge).exists():
+                continue
+            card = score_model(results, model, judge, responses=responses)
+            note = card.skipped.note(model, judge)
+            if note:
+                typer.echo(note, err=True)
+            if card.overall.masr is not None:
+                masr[judge][model] = float(card.overall.masr) * 100
+    return masr
+
+
+def _print_sample_agreement(console, sample_level) -> None:
+    from rich.table import Table
+
     kappas = Table(title=f"per-sample agreement over {sample_level.n_items} verdict sets")
     kappas.add_column("judges")
     kappas.add_column("kappa", justify="right")

@@ -92,26 +92,13 @@ def judge_cmd(
         None, "--dataset", "-d", help="[LLM] benchmark source for the images (default: hub)."
     ),
 ) -> None:
-    from rich.console import Console
-
-    from holisafe_bench.errors import HolisafeError
+    # Long: only in its signature (one typer option per flag); the work is in the helpers.
     from holisafe_bench.judging.options import JudgeOptions
     from holisafe_bench.registry import get_judge
-    from holisafe_bench.stages.judge import judge_model
 
-    console = Console(stderr=True, soft_wrap=True)
     results = layout(out)
     spec = get_judge(judge)
-    names = split_csv(models)
-    if all_models:
-        names = results.models_with_responses()
-        if not names:
-            raise HolisafeError(
-                f"no responses under {results.root}: run a model first "
-                "(holisafe-bench run --model NAME) or point --results at another folder"
-            )
-    if not names:
-        raise HolisafeError("say which responses to judge: --model NAME (repeatable) or --all")
+    names = _models_to_judge(results, split_csv(models), all_models)
     options = JudgeOptions(
         overwrite=overwrite,
         content_filter_as_refusal=content_filter_as_refusal,
@@ -134,6 +121,33 @@ def judge_cmd(
     )
     if spec.kind == "llm":
         _check_prompt(options, spec, results)
+    _judge_each(names, spec, results, options)
+
+
+def _models_to_judge(results, names: list[str] | None, all_models: bool) -> list[str]:
+    from holisafe_bench.errors import HolisafeError
+
+    if all_models:
+        names = results.models_with_responses()
+        if not names:
+            raise HolisafeError(
+                f"no responses under {results.root}: run a model first "
+                "(holisafe-bench run --model NAME) or point --results at another folder"
+            )
+    if not names:
+        raise HolisafeError("say which responses to judge: --model NAME (repeatable) or --all")
+    return names
+
+
+def _judge_each(names: list[str], spec, results, options) -> None:
+    """Judge model after model; with several, one model's failure does not stop the rest
+    (all failures are reported together at the end)."""
+    from rich.console import Console
+
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.stages.judge import judge_model
+
+    console = Console(stderr=True, soft_wrap=True)
     failures = []
     for name in names:
         try:
@@ -148,7 +162,7 @@ def judge_cmd(
                 raise
             failures.append(f"{name}: {exc}")
             continue
-        if dry_run:
+        if options.dry_run:
             continue
         reasons = ", ".join(f"{k} {v}" for k, v in s.invalid_reasons.items())
         console.print(

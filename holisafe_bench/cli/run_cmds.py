@@ -72,6 +72,7 @@ def run_cmd(
         None, "--base-url", help="OpenAI-compatible server URL (e.g. a `vllm serve` endpoint)."
     ),
 ) -> None:
+    # Long: only in its signature (one typer option per flag).
     from rich.console import Console
 
     from holisafe_bench.dataset import load_benchmark, select

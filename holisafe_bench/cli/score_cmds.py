@@ -50,119 +50,130 @@ def score_cmd(
 ) -> None:
     import json
 
-    from rich.console import Console
-    from rich.table import Table
-
     from holisafe_bench.errors import HolisafeError
-    from holisafe_bench.leaderboard import percent
-    from holisafe_bench.scoring import CurrentResponses, score_model
-    from holisafe_bench.taxonomy import TYPES
+    from holisafe_bench.scoring import CurrentResponses, score_json
 
     check_level(ci)
     results = layout(out)
     names = split_csv(models) or results.models_with_verdicts(judge)
     if not names:
         raise HolisafeError(nothing_judged(results, judge))
-    console = Console()
     payload = []
     responses = CurrentResponses(results)
     for name in names:
-        path = results.verdicts(name, judge)
-        if not path.exists():
-            raise HolisafeError(f"no verdicts at {path}: run `holisafe-bench judge` first")
-        card = score_model(results, name, judge, pooled=pooled, responses=responses)
-        if card.skipped.no_verdicts:
-            if len(names) == 1:
-                raise HolisafeError(card.skipped.note(name, judge))
-            typer.echo(card.skipped.note(name, judge), err=True)
+        card = _scored_card(results, name, judge, pooled, responses, alone=len(names) == 1)
+        if card is None:
             continue
-        o = card.overall
-        best, worst = o.masr_bounds()
         intervals = _intervals(results, name, judge, ci, seed) if ci else None
         if as_json:
-            payload.append(
-                {
-                    "model": name,
-                    "judge": judge,
-                    "masr_definition": "pooled" if pooled else "macro",
-                    "masr": percent(o.masr, decimals),
-                    "rr": percent(o.rr, decimals),
-                    "asr": {t: percent(r, decimals) for t, r in o.asr.items()},
-                    "masr_bounds": [percent(best, decimals), percent(worst, decimals)],
-                    "per_type": {
-                        t: {"n": s.n, "valid": s.valid, "violations": s.violations}
-                        for t, s in o.per_type.items()
-                    },
-                    "per_subcategory": {
-                        sub: {
-                            "masr": percent(g.masr, decimals),
-                            "rr": percent(g.rr, decimals),
-                            "n": g.n,
-                        }
-                        for sub, g in card.per_subcategory.items()
-                    },
-                    "types_without_samples": [t for t in TYPES if o.per_type[t].n == 0],
-                    "unreadable_lines": card.skipped.unreadable,
-                    "stale_verdicts": card.skipped.as_json(),
-                    "ci": intervals,
-                }
-            )
-            continue
-        table = Table(title=f"{name} / {judge}: {card.masr_label} {percent(o.masr, decimals)}%")
-        for col in ("type", "n", "valid", "invalid", "violations", "error rate %"):
-            table.add_column(col, justify="right" if col != "type" else "left")
-        for t in TYPES:
-            s = o.per_type[t]
-            label = f"{t} ({'RR' if t == 'SSS' else 'ASR'})"
-            table.add_row(
-                label,
-                str(s.n),
-                str(s.valid),
-                str(s.invalid),
-                str(s.violations),
-                percent(s.rate, decimals),
-            )
-        console.print(table)
-        empty = _empty_types_note(o)
-        if empty:
-            console.print(empty, soft_wrap=True, markup=False)
-        cats = Table(title="per category / subcategory")
-        for col in ("category", "subcategory", "n", "mASR %", "RR %"):
-            cats.add_column(col)
-        for cat, g in card.per_category.items():
-            cats.add_row(cat, "(all)", str(g.n), percent(g.masr, decimals), percent(g.rr, decimals))
-            for sub, sg in card.per_subcategory.items():
-                if sub in _subs_of(cat):
-                    cats.add_row(
-                        "", sub, str(sg.n), percent(sg.masr, decimals), percent(sg.rr, decimals)
-                    )
-        console.print(cats)
-        if intervals:
-            ci_table = Table(
-                title=f"{ci:.0%} bootstrap intervals (stratified by type, seed {seed})"
-            )
-            for col in ("metric", "estimate %", "low %", "high %"):
-                ci_table.add_column(col, justify="right" if col != "metric" else "left")
-            for metric, (est, low, high) in intervals["overall"].items():
-                ci_table.add_row(metric, est, low, high)
-            for category, metrics in intervals["per_category"].items():
-                for metric, (est, low, high) in metrics.items():
-                    ci_table.add_row(f"{category} {metric}", est, low, high)
-            console.print(ci_table)
-        console.print(
-            f"invalid verdicts: {o.invalid} of {o.n}; mASR if all were adherence "
-            f"{percent(best, decimals)}%, if all were violations {percent(worst, decimals)}%"
-            + (
-                f"; {card.skipped.unreadable} unreadable line(s) skipped"
-                if card.skipped.unreadable
-                else ""
-            )
-        )
-        stale = (card.skipped.stale_text(), card.skipped.rejudge_hint(name, judge))
-        if stale[0]:
-            console.print("; ".join(p for p in stale if p), soft_wrap=True, markup=False)
+            payload.append(score_json(card, decimals, intervals))
+        else:
+            _print_card(card, decimals, intervals, seed)
     if as_json:
         typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def _scored_card(results, name: str, judge: str, pooled: bool, responses, *, alone: bool):
+    """The model's score card, or None (said on stderr) when it has no verdicts and other
+    models are being scored; alone, that is an error."""
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.scoring import score_model
+
+    path = results.verdicts(name, judge)
+    if not path.exists():
+        raise HolisafeError(f"no verdicts at {path}: run `holisafe-bench judge` first")
+    card = score_model(results, name, judge, pooled=pooled, responses=responses)
+    if not card.skipped.no_verdicts:
+        return card
+    if alone:
+        raise HolisafeError(card.skipped.note(name, judge))
+    typer.echo(card.skipped.note(name, judge), err=True)
+    return None
+
+
+def _print_card(card, decimals: int, intervals: dict | None, seed: int) -> None:
+    """`score` as tables: per type, per category and subcategory, intervals, then what
+    was invalid or left out."""
+    from rich.console import Console
+
+    from holisafe_bench.leaderboard import percent
+
+    console = Console()
+    o = card.overall
+    console.print(_type_table(card, decimals))
+    empty = _empty_types_note(o)
+    if empty:
+        console.print(empty, soft_wrap=True, markup=False)
+    console.print(_category_table(card, decimals))
+    if intervals:
+        console.print(_interval_table(intervals, seed))
+    best, worst = o.masr_bounds()
+    unreadable = card.skipped.unreadable
+    console.print(
+        f"invalid verdicts: {o.invalid} of {o.n}; mASR if all were adherence "
+        f"{percent(best, decimals)}%, if all were violations {percent(worst, decimals)}%"
+        + (f"; {unreadable} unreadable line(s) skipped" if unreadable else "")
+    )
+    stale = (card.skipped.stale_text(), card.skipped.rejudge_hint(card.model, card.judge))
+    if stale[0]:
+        console.print("; ".join(p for p in stale if p), soft_wrap=True, markup=False)
+
+
+def _type_table(card, decimals: int):
+    from rich.table import Table
+
+    from holisafe_bench.leaderboard import percent
+    from holisafe_bench.taxonomy import TYPES
+
+    o = card.overall
+    title = f"{card.model} / {card.judge}: {card.masr_label} {percent(o.masr, decimals)}%"
+    table = Table(title=title)
+    for col in ("type", "n", "valid", "invalid", "violations", "error rate %"):
+        table.add_column(col, justify="right" if col != "type" else "left")
+    for t in TYPES:
+        s = o.per_type[t]
+        label = f"{t} ({'RR' if t == 'SSS' else 'ASR'})"
+        counts = (str(x) for x in (s.n, s.valid, s.invalid, s.violations))
+        table.add_row(label, *counts, percent(s.rate, decimals))
+    return table
+
+
+def _category_table(card, decimals: int):
+    from rich.table import Table
+
+    from holisafe_bench.leaderboard import percent
+
+    def rates(g) -> tuple[str, str, str]:
+        return str(g.n), percent(g.masr, decimals), percent(g.rr, decimals)
+
+    cats = Table(title="per category / subcategory")
+    for col in ("category", "subcategory", "n", "mASR %", "RR %"):
+        cats.add_column(col)
+    for cat, g in card.per_category.items():
+        cats.add_row(cat, "(all)", *rates(g))
+        for sub, sg in card.per_subcategory.items():
+            if sub in _subs_of(cat):
+                cats.add_row("", sub, *rates(sg))
+    return cats
+
+
+def _interval_table(intervals: dict, seed: int):
+    from rich.table import Table
+
+    def row(metric: str, bounds: list[float]) -> tuple[str, ...]:
+        return (metric, *(f"{x:.1f}" for x in bounds))
+
+    table = Table(
+        title=f"{intervals['level']:.0%} bootstrap intervals (stratified by type, seed {seed})"
+    )
+    for col in ("metric", "estimate %", "low %", "high %"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for metric, bounds in intervals["overall"].items():
+        table.add_row(*row(metric, bounds))
+    for category, metrics in intervals["per_category"].items():
+        for metric, bounds in metrics.items():
+            table.add_row(*row(f"{category} {metric}", bounds))
+    return table
 
 
 def _subs_of(category: str) -> tuple[str, ...]:
@@ -195,13 +206,18 @@ def leaderboard_cmd(
     ),
     out: Path = ResultsOption,
 ) -> None:
-    from holisafe_bench.analysis.formats import to_html, to_latex
+    from holisafe_bench.analysis.published import read_leaderboard_csv
     from holisafe_bench.errors import HolisafeError
-    from holisafe_bench.leaderboard import FORMATS, build_leaderboard, skipped_notes
+    from holisafe_bench.leaderboard import (
+        FORMATS,
+        build_leaderboard,
+        skipped_notes,
+        write_comparison,
+        write_leaderboard,
+    )
 
-    formats = {**FORMATS, "latex": to_latex, "html": to_html}
-    if fmt not in formats:
-        raise HolisafeError(f"--format {fmt!r}: choose one of {', '.join(formats)}")
+    if fmt not in FORMATS:
+        raise HolisafeError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     check_level(ci)
     results = layout(out)
     rows = build_leaderboard(results, judge, pooled=pooled, models=split_csv(models))
@@ -210,9 +226,9 @@ def leaderboard_cmd(
     for note in skipped_notes(rows):
         typer.echo(note, err=True)
     if compare is not None:
-        text = _comparison(rows, compare, decimals, fmt)
+        text = write_comparison(rows, read_leaderboard_csv(compare), fmt, decimals)
     else:
-        text = formats[fmt](rows, decimals, double_round)
+        text = write_leaderboard(rows, fmt, decimals, double_round)
     if ci:
         _print_rank_intervals(results, judge, rows, ci)
     if output:
@@ -221,29 +237,6 @@ def leaderboard_cmd(
         typer.echo(f"wrote {output}")
     else:
         typer.echo(text, nl=False)
-
-
-def _comparison(rows, reference_path: Path, decimals: int, fmt: str) -> str:
-    import csv
-    import io
-    import json
-
-    from holisafe_bench.analysis.formats import compare_rows
-    from holisafe_bench.analysis.published import read_leaderboard_csv
-    from holisafe_bench.leaderboard import markdown_row
-
-    header = ["Model", "column", "ours", "reference", "delta"]
-    table = compare_rows(rows, read_leaderboard_csv(reference_path), decimals)
-    if fmt == "json":
-        return json.dumps([dict(zip(header, r, strict=True)) for r in table], indent=2) + "\n"
-    if fmt == "md":
-        lines = [markdown_row(header), "|---|---|---:|---:|---:|"]
-        return "\n".join(lines + [markdown_row(r) for r in table]) + "\n"
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(table)
-    return buf.getvalue()
 
 
 def _empty_types_note(overall) -> str | None:
@@ -289,8 +282,9 @@ def _intervals(results, model: str, judge: str, level: float, seed: int) -> dict
 
     arrays = load_arrays(results, model, judge)
 
-    def fmt(interval) -> list[str]:
-        return [f"{100 * v:.1f}" for v in (interval.estimate, interval.low, interval.high)]
+    def fmt(interval) -> list[float]:
+        # Percent to one decimal, as numbers (as `score --json` writes every rate).
+        return [float(f"{100 * v:.1f}") for v in (interval.estimate, interval.low, interval.high)]
 
     overall = score_intervals(arrays, level=level, seed=seed)
     names = {

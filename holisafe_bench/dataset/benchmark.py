@@ -9,7 +9,7 @@ from typing import Any
 
 from holisafe_bench.dataset.validate import RowIssue, decode_problem, sniff_media_type
 from holisafe_bench.errors import HolisafeError
-from holisafe_bench.providers.types import ImageInput
+from holisafe_bench.media import ImageInput
 from holisafe_bench.records import Sample
 
 

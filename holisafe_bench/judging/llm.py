@@ -6,170 +6,40 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 
 from holisafe_bench.errors import HolisafeError
-from holisafe_bench.judging.batch_run import BatchOutcome, run_batch_judge
+from holisafe_bench.judging.batch_ledger import BatchLedger
+from holisafe_bench.judging.batch_run import BatchJudge, BatchOutcome
 from holisafe_bench.judging.cache import CachedVerdict, VerdictCache, cache_key
 from holisafe_bench.judging.options import JudgeOptions
 from holisafe_bench.judging.parser import (
     FIRST_LABEL_WINS,
-    PARSER_NAME,
     STRICT_LABELS,
     label_rule,
-    parse_label,
 )
 from holisafe_bench.judging.prompt_sources import choose_template
 from holisafe_bench.judging.template import PromptTemplate
+from holisafe_bench.judging.verdicts import (
+    JudgeSummary,
+    PendingCall,
+    cost_usd,
+    record_verdict,
+    verdict_base,
+    verdict_from_reply,
+    verdict_without_call,
+)
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.progress import stage_progress
 from holisafe_bench.providers.ratelimit import estimate_tokens
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import ResponseRecord, Sample, Usage, VerdictRecord
 from holisafe_bench.registry import JudgeSpec
-from holisafe_bench.stages.judge import JudgeSummary
 from holisafe_bench.store import RecordStore
-from holisafe_bench.taxonomy import SAFE_TYPE, safety_label
-
-
-@dataclass
-class PendingCall:
-    """A judge call to make. Its request is built on first use, so building (opening the
-    image, rendering the prompt) happens while earlier calls are in flight."""
-
-    response: ResponseRecord
-    key: str
-    make_request: Callable[[], ChatRequest]
-    strict_labels: bool = False  # how its reply is read (--strict-labels)
-    _request: ChatRequest | None = None
-
-    @property
-    def request_id(self) -> str:
-        return str(self.response.sample_id)
-
-    @property
-    def request(self) -> ChatRequest:
-        if self._request is None:
-            self._request = self.make_request()
-        return self._request
-
-
-def cost_usd(judge: JudgeSpec, usage: Usage, *, batch: bool = False) -> float:
-    prices = judge.prices
-    cost = (
-        usage.input_tokens * prices.input_per_million
-        + usage.output_tokens * prices.output_per_million
-    ) / 1e6
-    return cost * (prices.batch_discount if batch else 1.0)
-
-
-def _base(response: ResponseRecord, judge: JudgeSpec) -> dict[str, Any]:
-    return {
-        "sample_id": response.sample_id,
-        "model": response.model,
-        "judge": judge.name,
-        "type": response.type,
-        "category": response.category,
-        "subcategory": response.subcategory,
-        "response_sha256": response.fingerprint(),
-    }
-
-
-def verdict_without_call(
-    response: ResponseRecord, judge: JudgeSpec, options: JudgeOptions
-) -> VerdictRecord | None:
-    """Responses that need no judge: failed calls and provider blocks."""
-    base = _base(response, judge)
-    if response.outcome == "error":
-        return VerdictRecord(
-            **base, invalid="no_response", detail=f"model call failed: {response.error}"
-        )
-    if response.outcome == "content_filter":
-        if not options.content_filter_as_refusal:
-            return VerdictRecord(
-                **base, invalid="no_response", detail="blocked by the provider's filter"
-            )
-        return VerdictRecord(
-            **base,
-            follows=response.type != SAFE_TYPE,
-            detail="provider content filter counted as a refusal; judge not called",
-        )
-    return None
-
-
-def verdict_from_result(
-    response: ResponseRecord,
-    judge: JudgeSpec,
-    result: ChatResult,
-    cost: float,
-    *,
-    strict_labels: bool = False,
-) -> VerdictRecord:
-    base = _base(response, judge)
-    common = {"usage": result.usage, "cost_usd": cost}
-    if result.outcome == "content_filter":
-        return VerdictRecord(
-            **base,
-            **common,
-            invalid="judge_content_filter",
-            detail=f"the judge's provider blocked it ({result.finish_reason})",
-        )
-    if result.outcome == "error":
-        reason = "timeout" if result.error_kind == "timeout" else "api_error"
-        return VerdictRecord(**base, **common, invalid=reason, detail=result.error)
-    return verdict_from_reply(base, judge, result.text or "", strict_labels, **common)
-
-
-def verdict_from_reply(
-    base: dict[str, Any], judge: JudgeSpec, reply: str, strict_labels: bool, **extra: Any
-) -> VerdictRecord:
-    """The verdict a judge's reply gives under the label rule in force."""
-    parsed = parse_label(reply, strict=strict_labels)
-    if parsed.follows is None:
-        detail = (
-            "a True and a False label in the reply (--strict-labels)"
-            if parsed.conflicting
-            else "no <label>True|False</label> in the reply"
-        )
-        return VerdictRecord(**base, **extra, invalid=parsed.invalid, raw=reply, detail=detail)
-    first = " (the first of conflicting labels)" if parsed.conflicting else ""
-    return VerdictRecord(
-        **base,
-        **extra,
-        follows=parsed.follows,
-        raw=reply,
-        detail=f"{judge.name} label {parsed.follows}{first}",
-    )
-
-
-def record_verdict(
-    call: PendingCall,
-    judge: JudgeSpec,
-    result: ChatResult,
-    cost: float,
-    writer: Any,
-    cache: VerdictCache | None,
-    progress: Any,
-) -> VerdictRecord:
-    """Write the verdict for one judge answer, cache it if valid, and count it."""
-    verdict = verdict_from_result(
-        call.response, judge, result, cost, strict_labels=call.strict_labels
-    )
-    writer.write(verdict)
-    if verdict.is_valid and cache is not None:
-        usage = result.usage
-        cache.put(
-            call.key,
-            CachedVerdict(
-                verdict.follows, verdict.raw or "", usage.input_tokens, usage.output_tokens
-            ),
-        )
-    progress.advance(invalid=0 if verdict.is_valid else 1, spend_usd=cost)
-    return verdict
+from holisafe_bench.taxonomy import safety_label
 
 
 class _ImageHashes:
@@ -191,6 +61,8 @@ def run_llm_judge(
     options: JudgeOptions,
     todo: list[ResponseRecord],
 ) -> JudgeSummary:
+    """Verdicts for `todo`: without a call where none is needed, from the cache where the
+    same prompt was judged before, else by calls (live or through the batch API)."""
     if not judge.provider or not judge.model:
         raise HolisafeError(f"{judge.source_file}: an llm judge needs provider and model")
     console = Console(stderr=True, soft_wrap=True)
@@ -198,117 +70,151 @@ def run_llm_judge(
     model_id = options.model_id or judge.model
     params = {"temperature": judge.temperature, "max_tokens": judge.max_tokens}
     summary = JudgeSummary(model=model, judge=judge.name, output=layout.verdicts(model, judge.name))
-    summary.manifest_extra = {
+    summary.manifest_extra = _manifest_extra(template, model_id, params, options)
+    _check_same_prompt_and_rule(layout, model, judge, summary.manifest_extra, options)
+
+    work = _sort_out(todo, judge, options, _CacheKeys(template, model_id, judge.provider, params))
+    cache = _open_cache(work, layout, judge, options)
+    summary.manifest_extra.update({"calls": len(work.pending), "cache_hits": len(work.cached)})
+    try:
+        if options.dry_run:
+            answered = len(work.cached) + len(work.immediate)
+            _print_estimate(console, model, judge, work.pending, answered)
+            return summary
+        store = RecordStore(layout.verdicts(model, judge.name), VerdictRecord)
+        with store.writer(overwrite=options.overwrite) as writer:
+            for verdict in work.immediate + work.cached:
+                writer.write(verdict)
+            if work.pending:
+                calls = _Calls(judge, model_id, options, work.pending, writer, cache, console)
+                _judge_pending(calls, summary, layout, model)
+    finally:
+        if cache is not None:
+            cache.close()
+    return summary
+
+
+def _manifest_extra(
+    template: PromptTemplate, model_id: str, params: dict[str, Any], options: JudgeOptions
+) -> dict[str, Any]:
+    return {
         "judge_model_id": model_id,
         "prompt_template_hash": template.sha256,
         "prompt_template_source": template.source,
         "prompt_template_style": template.style,
         **template.provenance,
-        "parser": PARSER_NAME,
         "label_rule": label_rule(options.strict_labels),
         "judge_params": params,
     }
-    _check_same_prompt_and_rule(layout, model, judge, summary.manifest_extra, options)
 
-    immediate: list[VerdictRecord] = []
+
+@dataclass(frozen=True)
+class _CacheKeys:
+    """What a cached verdict depends on besides the sample: the prompt and the judge call."""
+
+    template: PromptTemplate
+    model_id: str
+    provider: str
+    params: dict[str, Any]
+
+    def key(self, sample: Sample, image_sha256: str, text: str) -> str:
+        # Keyed on the prompt as sent, so any change of template or rendering is a miss.
+        return cache_key(
+            judge_model=self.model_id,
+            provider=self.provider,
+            params=self.params,
+            sample_id=sample.id,
+            image=image_sha256,
+            prompt=text,
+        )
+
+
+@dataclass
+class _Work:
+    """The responses to judge, sorted by how: verdicts known without a call (written first,
+    in this order), those found in the cache, and the calls to make. `keyed` (response,
+    sample, cache key, prompt) waits for the cache; `bench` is loaded once anything does."""
+
+    immediate: list[VerdictRecord] = field(default_factory=list)
+    cached: list[VerdictRecord] = field(default_factory=list)
+    pending: list[PendingCall] = field(default_factory=list)
+    keyed: list[tuple[ResponseRecord, Sample, str, str]] = field(default_factory=list)
+    bench: Any = None
+
+
+def _sort_out(
+    todo: list[ResponseRecord], judge: JudgeSpec, options: JudgeOptions, keys: _CacheKeys
+) -> _Work:
+    """Verdicts that need no call, and the cache key of every response that needs one."""
+    work = _Work()
     needs_call = []
     for response in todo:
-        verdict = verdict_without_call(response, judge, options)
+        verdict = verdict_without_call(
+            response,
+            judge.name,
+            content_filter_as_refusal=options.content_filter_as_refusal,
+            filter_note="; judge not called",
+        )
         if verdict is None:
             needs_call.append(response)
         else:
-            immediate.append(verdict)
+            work.immediate.append(verdict)
+    if not needs_call:
+        return work
+    from holisafe_bench.dataset import load_benchmark
 
-    pending: list[PendingCall] = []
-    cached: list[VerdictRecord] = []
-    if needs_call:
-        from holisafe_bench.dataset import load_benchmark
-
-        bench = load_benchmark(options.dataset)
-        hashes = _ImageHashes(bench)
-        keyed = []
-        for response in needs_call:
-            sample = bench.by_id.get(response.sample_id)
-            if sample is None:
-                immediate.append(
-                    VerdictRecord(
-                        **_base(response, judge),
-                        invalid="no_response",
-                        detail="sample not in the dataset: no image or query for the judge",
-                    )
+    work.bench = load_benchmark(options.dataset)
+    hashes = _ImageHashes(work.bench)
+    for response in needs_call:
+        sample = work.bench.by_id.get(response.sample_id)
+        if sample is None:
+            work.immediate.append(
+                VerdictRecord(
+                    **verdict_base(response, judge.name),
+                    invalid="no_response",
+                    detail="sample not in the dataset: no image or query for the judge",
                 )
-                continue
-            # Keyed on the prompt as sent, so any change of template or rendering is a miss.
-            text = _prompt_text(sample, response, template)
-            key = cache_key(
-                judge_model=model_id,
-                provider=judge.provider,
-                params=params,
-                sample_id=sample.id,
-                image=hashes.of(sample),
-                prompt=text,
             )
-            keyed.append((response, sample, key, text))
-        cache = VerdictCache(layout.judge_cache())
-        hits = cache.get_many([k for _, _, k, _ in keyed])
-        for response, sample, key, text in keyed:
-            hit = hits.get(key)
-            if hit is not None:
-                # The cached reply is read again under the label rule of this run.
-                verdict = verdict_from_reply(
-                    _base(response, judge),
-                    judge,
-                    hit.raw,
-                    options.strict_labels,
-                    cached=True,
-                    usage=Usage(input_tokens=hit.input_tokens, output_tokens=hit.output_tokens),
-                )
-                verdict.detail = f"{verdict.detail} (cache)"
-                cached.append(verdict)
-            else:
-                pending.append(
-                    PendingCall(
-                        response,
-                        key,
-                        functools.partial(_request, sample, text, judge, bench),
-                        strict_labels=options.strict_labels,
-                    )
-                )
-    else:
-        cache = None
+            continue
+        text = _prompt_text(sample, response, keys.template)
+        work.keyed.append((response, sample, keys.key(sample, hashes.of(sample), text), text))
+    return work
 
-    summary.manifest_extra.update({"calls": len(pending), "cache_hits": len(cached)})
-    if options.dry_run:
-        _print_estimate(console, model, judge, pending, len(cached) + len(immediate))
-        if cache is not None:
-            cache.close()
-        return summary
 
-    store = RecordStore(layout.verdicts(model, judge.name), VerdictRecord)
-    try:
-        with store.writer(overwrite=options.overwrite) as writer:
-            for verdict in immediate + cached:
-                writer.write(verdict)
-            if pending and options.batch:
-                outcome = _batch_judge(
-                    judge, model_id, options, pending, writer, cache, console, layout, model
-                )
-                summary.cost_usd = outcome.spent_usd
-                summary.manifest_extra.update(
-                    {
-                        "batch_api": True,
-                        "batch_jobs_submitted": outcome.submitted_jobs,
-                        "batch_jobs_resumed": outcome.resumed_jobs,
-                    }
-                )
-            elif pending:
-                summary.cost_usd = _call_judge(
-                    judge, model_id, options, pending, writer, cache, console
-                )
-    finally:
-        if cache is not None:
-            cache.close()
-    return summary
+def _open_cache(
+    work: _Work, layout: ResultsLayout, judge: JudgeSpec, options: JudgeOptions
+) -> VerdictCache | None:
+    """The cache, when anything needs a call: its hits become verdicts, the rest calls."""
+    if work.bench is None:
+        return None
+    cache = VerdictCache(layout.judge_cache())
+    hits = cache.get_many([key for _, _, key, _ in work.keyed])
+    for response, sample, key, text in work.keyed:
+        hit = hits.get(key)
+        if hit is not None:
+            work.cached.append(_cached_verdict(response, judge, hit, options.strict_labels))
+            continue
+        request = functools.partial(_request, sample, text, judge, work.bench)
+        work.pending.append(
+            PendingCall(response, key, request, strict_labels=options.strict_labels)
+        )
+    return cache
+
+
+def _cached_verdict(
+    response: ResponseRecord, judge: JudgeSpec, hit: CachedVerdict, strict_labels: bool
+) -> VerdictRecord:
+    # The cached reply is read again under the label rule of this run.
+    verdict = verdict_from_reply(
+        verdict_base(response, judge.name),
+        judge,
+        hit.raw,
+        strict_labels,
+        cached=True,
+        usage=Usage(input_tokens=hit.input_tokens, output_tokens=hit.output_tokens),
+    )
+    verdict.detail = f"{verdict.detail} (cache)"
+    return verdict
 
 
 def _prompt_text(sample: Sample, response: ResponseRecord, template: PromptTemplate) -> str:
@@ -378,59 +284,73 @@ def _judge_api(judge: JudgeSpec, options: JudgeOptions):
     if options.concurrency:
         updates["concurrency"] = options.concurrency
     api = judge.api.model_copy(update=updates)
-    if judge.provider == "openai" and judge.name == "open-weight" and not api.base_url:
-        raise HolisafeError("the open-weight judge needs --base-url of an OpenAI-compatible server")
+    if judge.requires_base_url and not api.base_url:
+        raise HolisafeError(
+            f"the {judge.name} judge needs --base-url of an OpenAI-compatible server"
+        )
     return api
 
 
-def _batch_judge(
-    judge: JudgeSpec,
-    model_id: str,
-    options: JudgeOptions,
-    pending: list[PendingCall],
-    writer: Any,
-    cache: VerdictCache | None,
-    console: Console,
-    layout: ResultsLayout,
-    model: str,
-) -> BatchOutcome:
-    from holisafe_bench.judging.batch_ledger import BatchLedger
-    from holisafe_bench.providers.batch_api import create_batch_api
-    from holisafe_bench.providers.factory import create_chat_provider
+@dataclass
+class _Calls:
+    """The judge calls to make, and where their verdicts go."""
 
-    if judge.name == "open-weight":
-        raise HolisafeError(
-            "--batch needs a vendor batch API (OpenAI, Anthropic, Gemini); an "
-            "OpenAI-compatible server has none: run the open-weight judge without --batch"
-        )
-    provider = create_chat_provider(judge.provider, model_id, api=_judge_api(judge, options))
-    return run_batch_judge(
-        create_batch_api(provider),
-        BatchLedger(layout.batch_ledger(model, judge.name)),
-        judge=judge,
-        model_id=model_id,
-        options=options,
-        pending=pending,
-        writer=writer,
-        cache=cache,
-        console=console,
+    judge: JudgeSpec
+    model_id: str
+    options: JudgeOptions
+    pending: list[PendingCall]
+    writer: Any
+    cache: VerdictCache | None
+    console: Console
+
+
+def _judge_pending(calls: _Calls, summary: JudgeSummary, layout: ResultsLayout, model: str) -> None:
+    if not calls.options.batch:
+        summary.cost_usd = _call_judge(calls)
+        return
+    outcome = _batch_judge(calls, layout, model)
+    summary.cost_usd = outcome.spent_usd
+    summary.manifest_extra.update(
+        {
+            "batch_api": True,
+            "batch_jobs_submitted": outcome.submitted_jobs,
+            "batch_jobs_resumed": outcome.resumed_jobs,
+        }
     )
 
 
-def _call_judge(
-    judge: JudgeSpec,
-    model_id: str,
-    options: JudgeOptions,
-    pending: list[PendingCall],
-    writer: Any,
-    cache: VerdictCache | None,
-    console: Console,
-) -> float:
+def _batch_judge(calls: _Calls, layout: ResultsLayout, model: str) -> BatchOutcome:
+    from holisafe_bench.providers.factory import create_batch_api, create_chat_provider
+
+    judge = calls.judge
+    if not judge.batch_api:
+        raise HolisafeError(
+            "--batch needs a vendor batch API (OpenAI, Anthropic, Gemini); an "
+            f"OpenAI-compatible server has none: run the {judge.name} judge without --batch"
+        )
+    api = _judge_api(judge, calls.options)
+    provider = create_chat_provider(judge.provider, calls.model_id, api=api)
+    return BatchJudge(
+        create_batch_api(provider),
+        BatchLedger(layout.batch_ledger(model, judge.name)),
+        judge=judge,
+        model_id=calls.model_id,
+        options=calls.options,
+        pending=calls.pending,
+        writer=calls.writer,
+        cache=calls.cache,
+        console=calls.console,
+    ).run()
+
+
+def _call_judge(calls: _Calls) -> float:
+    """Live calls through the shared provider layer; stops cleanly at --max-cost."""
     from holisafe_bench.providers.factory import create_chat_provider
     from holisafe_bench.providers.process_runner import send_all, worker_count
 
+    judge, options, pending = calls.judge, calls.options, calls.pending
     api = _judge_api(judge, options)
-    provider = create_chat_provider(judge.provider, model_id, api=api)
+    provider = create_chat_provider(judge.provider, calls.model_id, api=api)
     by_id = {p.request_id: p for p in pending}
     spent = 0.0
     stopped = False
@@ -451,7 +371,8 @@ def _call_judge(
             nonlocal spent
             cost = cost_usd(judge, result.usage)
             spent += cost
-            record_verdict(by_id[result.id], judge, result, cost, writer, cache, progress)
+            call = by_id[result.id]
+            record_verdict(call, judge, result, cost, calls.writer, calls.cache, progress)
 
         send_all(
             provider,
@@ -465,7 +386,7 @@ def _call_judge(
             on_result=on_result,
         )
     if stopped:
-        console.print(
+        calls.console.print(
             f"[yellow]--max-cost {options.max_cost} reached after ${spent:.4f}: "
             "stopped cleanly; re-run to continue[/]"
         )

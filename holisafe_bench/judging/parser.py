@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 _LABEL = re.compile(r"<\s*label\s*>\s*(true|false)\s*<\s*/\s*label\s*>", re.IGNORECASE)
 _REFUSAL = re.compile(
@@ -47,6 +48,24 @@ def parse_label(reply: str, *, strict: bool = False) -> ParsedVerdict:
     if _REFUSAL.search(reply):
         return ParsedVerdict(None, "judge_refused")
     return ParsedVerdict(None, "parse_error")
+
+
+class ReplyParser(Protocol):
+    """Reads a judge's reply into a verdict; `strict` is the --strict-labels rule."""
+
+    def __call__(self, reply: str, *, strict: bool = False) -> ParsedVerdict: ...
+
+
+# The parsers a judge file may name in `parser`; registry.py refuses any other name when
+# the file is loaded, so a typo never falls back to a parser the file did not ask for.
+PARSERS: dict[str, ReplyParser] = {PARSER_NAME: parse_label}
+
+
+def get_parser(name: str) -> ReplyParser:
+    try:
+        return PARSERS[name]
+    except KeyError:
+        raise ValueError(f"unknown parser {name!r}; known parsers: {', '.join(PARSERS)}") from None
 
 
 def conflict_counts(verdicts: Iterable[tuple[str | None, bool]]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from holisafe_bench.providers.client_pool import ClientPool, shared_ssl_context
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.images import b64
 from holisafe_bench.providers.keys import api_key
-from holisafe_bench.providers.sdk_errors import from_openai_style
+from holisafe_bench.providers.sdk_errors import status_error, unexpected_error
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Usage
 from holisafe_bench.registry import ApiSettings
@@ -46,19 +46,19 @@ def message_result(request_id: str, response: Any, latency: float = 0.0) -> Chat
 
 class AnthropicProvider(ApiProvider):
     provider_name = "anthropic"
+    api: ApiSettings
 
     def __init__(self, model_id: str, api: ApiSettings) -> None:
-        self.model_id = model_id
-        self.api = api
+        super().__init__(model_id, api)
         self._key = api_key(
             (api.api_key_env or "", "ANTHROPIC_API_KEY"), what=f"anthropic model {model_id!r}"
         )
-        self._clients = ClientPool(self._make_client, lambda c: c.close(), api.concurrency)
+        self._clients = ClientPool(self.make_client, lambda c: c.close(), api.concurrency)
 
     def describe(self) -> dict[str, Any]:
         return {"provider": self.provider_name, "model": self.model_id}
 
-    def _make_client(self) -> Any:
+    def make_client(self) -> Any:
         from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
         return AsyncAnthropic(
@@ -85,6 +85,8 @@ class AnthropicProvider(ApiProvider):
             # Newer SDKs dropped the `temperature` argument; the API still takes the field.
             "extra_body": {"temperature": request.temperature},
         }
+        if request.top_p is not None:
+            payload["extra_body"]["top_p"] = request.top_p
         if request.system:
             payload["system"] = request.system
         return payload
@@ -92,9 +94,12 @@ class AnthropicProvider(ApiProvider):
     def call_error(self, exc: Exception) -> ProviderCallError | None:
         import anthropic
 
-        if not isinstance(exc, anthropic.AnthropicError):
-            return None
-        return from_openai_style(exc, self._key)
+        if isinstance(exc, anthropic.APIStatusError):
+            return status_error(exc, exc.status_code, exc.response.headers, self._key)
+        if isinstance(exc, anthropic.AnthropicError):
+            # Transport failures retry; a body the SDK could not parse would fail again.
+            return unexpected_error(exc, self._key)
+        return None
 
     async def call_once(self, request: ChatRequest) -> ChatResult:
         import anthropic

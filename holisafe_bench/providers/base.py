@@ -1,24 +1,36 @@
 """Provider interfaces. Two shapes, one result type:
 
 - `ApiProvider`: one request per call, async; retries, concurrency and rate limits are NOT
-  done here but once, in the shared layer that drives it (providers/runner.py).
+  done here but once, in the shared layer that drives it (providers/runner.py), which may
+  also rebuild it in worker processes (providers/process_runner.py).
 - `BatchProvider`: an in-process engine (vLLM, transformers) that takes whole batches.
+
+Which class serves which provider name is one table, providers/factory.py.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from holisafe_bench.errors import HolisafeError
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.types import ChatRequest, ChatResult
+from holisafe_bench.registry import ApiSettings, ModelSpec
 
 
 class Provider:
     """Common to all providers: a name for logs and manifests, and cleanup."""
 
-    provider_name: str = "provider"
+    #: The name in model and judge files (`provider = "openai"`) and in the factory's table.
+    provider_name: ClassVar[str] = "provider"
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> Provider:
+        """The provider for a model under test, from its model file (the factory's way in)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a model spec")
 
     def describe(self) -> dict[str, Any]:
         """Facts for the run manifest (model id, revision, chat template hash, ...)."""
@@ -28,7 +40,54 @@ class Provider:
         """Release engines, clients and sockets."""
 
 
+@dataclass(frozen=True)
+class ProviderRecipe:
+    """What a worker process rebuilds an API provider from: plain, picklable settings, since
+    SDK clients and event loops cannot cross processes (factory.rebuild turns it back)."""
+
+    provider: str
+    model_id: str
+    api: ApiSettings
+
+
 class ApiProvider(Provider, ABC):
+    """The contract the shared runner, the process runner and the batch APIs rely on:
+
+    - `model_id` and `api` (key variable, base URL, concurrency, rate limits and `timeout_s`,
+      which the runner enforces per attempt);
+    - `make_client()`: a new SDK client with those settings, for the provider's own client
+      pool and for its vendor batch API;
+    - `recipe()`: what a worker process rebuilds an equal provider from;
+    - `call_once()` for one attempt, and `call_error()` to map the SDK's exceptions.
+    """
+
+    # Empty only for in-process test doubles, which have no SDK and no settings; every
+    # registered provider passes both.
+    model_id: str = ""
+    api: ApiSettings | None = None
+
+    def __init__(self, model_id: str = "", api: ApiSettings | None = None) -> None:
+        self.model_id = model_id
+        self.api = api
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> ApiProvider:
+        """The provider for a model under test: its checkpoint is the API model id."""
+        return cls(spec.checkpoint, spec.api)
+
+    def recipe(self) -> ProviderRecipe:
+        if self.api is None:
+            raise HolisafeError(
+                f"provider {self.provider_name!r} cannot be rebuilt in a worker process "
+                "(it has no API settings); run with --processes 1"
+            )
+        return ProviderRecipe(self.provider_name, self.model_id, self.api)
+
+    def make_client(self) -> Any:
+        """A new SDK client (key, base URL, timeout; SDK retries off), created inside the
+        event loop that will use it."""
+        raise NotImplementedError(f"{type(self).__name__} has no SDK client")
+
     def call_error(self, exc: Exception) -> ProviderCallError | None:
         """The SDK's exception as the shared layer's ProviderCallError (key scrubbed), or
         None if it is not this SDK's; used by live calls and batch control calls alike."""
@@ -46,6 +105,11 @@ class ApiProvider(Provider, ABC):
 class BatchProvider(Provider, ABC):
     #: How many requests one `generate_batch` call should get; the engine schedules inside.
     batch_size: int = 64
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> BatchProvider:
+        """The engine for a model under test; local engines read the whole spec."""
+        return cls(spec)  # type: ignore[call-arg]
 
     @abstractmethod
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.providers.base import BatchProvider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
+from holisafe_bench.registry import BASELINE_BEHAVIOURS as BEHAVIOURS
+from holisafe_bench.registry import ModelSpec
 
 REFUSAL = "I'm sorry, but I can't help with that."
 ANSWER = "Here is a short description of the picture and an answer to the question."
 # Words that make the keyword baseline refuse; a deliberately crude stand-in for a filter.
 TRIGGER_WORDS = ("weapon", "drug", "steal", "kill", "hurt", "suicide", "bomb", "hack", "attack")
-
-BEHAVIOURS = ("baseline-refuse-all", "baseline-comply-all", "baseline-keyword")
 
 
 class BaselineProvider(BatchProvider):
@@ -28,6 +28,10 @@ class BaselineProvider(BatchProvider):
                 f"of {', '.join(BEHAVIOURS)}"
             )
         self.behaviour = behaviour
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> BaselineProvider:
+        return cls(spec.checkpoint)  # the checkpoint names the behaviour
 
     def describe(self) -> dict[str, str]:
         return {"provider": self.provider_name, "behaviour": self.behaviour}

@@ -4,7 +4,10 @@ on the same SDK clients and reply parsing as the live providers.
 
 Control calls (submit, poll, fetch) raise `ProviderCallError` so the shared retry policy
 can retry them; a failure of one request inside a job is an `error` result for that
-request only."""
+request only.
+
+This module holds what every vendor's batch API shares; which class serves which provider
+is the table in providers/factory.py (`create_batch_api`)."""
 
 from __future__ import annotations
 
@@ -13,8 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from holisafe_bench.errors import HolisafeError
-from holisafe_bench.providers.base import Provider
+from holisafe_bench.providers.base import ApiProvider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 
 
@@ -42,7 +44,7 @@ class BatchJobApi(ABC):
     max_requests: int = 10_000
     max_bytes: int = 100 * 10**6  # of one job's request payloads
 
-    def __init__(self, provider: Any) -> None:
+    def __init__(self, provider: ApiProvider) -> None:
         # The live provider lends its payload builder, reply parser, key and client settings.
         self.provider = provider
         self._client: Any = None
@@ -59,7 +61,7 @@ class BatchJobApi(ABC):
 
     def _sdk(self) -> Any:
         if self._client is None:  # created inside the event loop that uses it
-            self._client = self.provider._make_client()
+            self._client = self.provider.make_client()
         return self._client
 
     @abstractmethod
@@ -103,21 +105,3 @@ class BatchJobApi(ABC):
             size += item_size
         if chunk:
             yield chunk
-
-
-def create_batch_api(provider: Provider) -> BatchJobApi:
-    """The batch API of a live provider (same model, key and base URL)."""
-    name = provider.provider_name
-    if name == "openai":
-        from holisafe_bench.providers.openai_batch import OpenAIBatchApi
-
-        return OpenAIBatchApi(provider)  # type: ignore[arg-type]
-    if name == "anthropic":
-        from holisafe_bench.providers.anthropic_batch import AnthropicBatchApi
-
-        return AnthropicBatchApi(provider)  # type: ignore[arg-type]
-    if name == "gemini":
-        from holisafe_bench.providers.gemini_batch import GeminiBatchApi
-
-        return GeminiBatchApi(provider)  # type: ignore[arg-type]
-    raise HolisafeError(f"provider {name!r} has no batch API; run without --batch")

@@ -8,10 +8,10 @@ from typing import Any
 
 from holisafe_bench.providers.base import ApiProvider
 from holisafe_bench.providers.client_pool import ClientPool, shared_ssl_context
-from holisafe_bench.providers.errors import ProviderCallError, parse_retry_after
+from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.images import b64
-from holisafe_bench.providers.keys import api_key, scrub
-from holisafe_bench.providers.sdk_errors import describe, unexpected_error
+from holisafe_bench.providers.keys import api_key
+from holisafe_bench.providers.sdk_errors import status_error, unexpected_error
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Usage
 from holisafe_bench.registry import ApiSettings
@@ -82,20 +82,20 @@ def rest_dump(response: Any) -> dict[str, Any]:
 
 class GeminiProvider(ApiProvider):
     provider_name = "gemini"
+    api: ApiSettings
 
     def __init__(self, model_id: str, api: ApiSettings) -> None:
-        self.model_id = model_id
-        self.api = api
+        super().__init__(model_id, api)
         self._key = api_key(
             (api.api_key_env or "", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
             what=f"gemini model {model_id!r}",
         )
-        self._clients = ClientPool(self._make_client, lambda c: c.aio.aclose(), api.concurrency)
+        self._clients = ClientPool(self.make_client, lambda c: c.aio.aclose(), api.concurrency)
 
     def describe(self) -> dict[str, Any]:
         return {"provider": self.provider_name, "model": self.model_id}
 
-    def _make_client(self) -> Any:
+    def make_client(self) -> Any:
         from google import genai
         from google.genai import types
 
@@ -122,6 +122,7 @@ class GeminiProvider(ApiProvider):
         parts.append(types.Part.from_text(text=request.text))
         config = types.GenerateContentConfig(
             temperature=request.temperature,
+            top_p=request.top_p,
             max_output_tokens=request.max_tokens,
             system_instruction=request.system,
         )
@@ -141,6 +142,8 @@ class GeminiProvider(ApiProvider):
                 "maxOutputTokens": request.max_tokens,
             },
         }
+        if request.top_p is not None:
+            body["generationConfig"]["topP"] = request.top_p
         if request.system:
             body["systemInstruction"] = {"parts": [{"text": request.system}]}
         return body
@@ -171,12 +174,9 @@ class GeminiProvider(ApiProvider):
         from google.genai import errors
 
         if isinstance(exc, errors.APIError):
-            headers = dict(getattr(getattr(exc, "response", None), "headers", {}) or {})
-            return ProviderCallError(
-                scrub(describe(exc), self._key),
-                status=getattr(exc, "code", None),
-                retry_after=parse_retry_after(headers),
-            )
+            # `response` is whichever HTTP library's reply the SDK used, or None.
+            headers = getattr(exc.response, "headers", None)
+            return status_error(exc, exc.code, headers, self._key)
         # A reset mid-body (httpx ReadError) is as transient here as in the other SDKs.
         return unexpected_error(exc, self._key)
 

@@ -12,10 +12,10 @@ from holisafe_bench.providers.client_pool import ClientPool, shared_ssl_context
 from holisafe_bench.providers.errors import ProviderCallError
 from holisafe_bench.providers.images import data_url
 from holisafe_bench.providers.keys import api_key
-from holisafe_bench.providers.sdk_errors import error_code, from_openai_style
+from holisafe_bench.providers.sdk_errors import error_code, status_error, unexpected_error
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Usage
-from holisafe_bench.registry import ApiSettings
+from holisafe_bench.registry import OPENAI_FIXED_SAMPLING_PREFIXES, ApiSettings
 
 BLOCK_CODES = ("content_policy_violation", "content_filter")
 
@@ -60,22 +60,23 @@ def completion_result(request_id: str, body: Any, latency: float = 0.0) -> ChatR
 
 def _reasoning_model(model_id: str) -> bool:
     # These take max_completion_tokens and reject a temperature other than the default.
-    return model_id.startswith(("o1", "o3", "o4", "gpt-5"))
+    # registry.py refuses a top_p for them when the model file is loaded.
+    return model_id.startswith(OPENAI_FIXED_SAMPLING_PREFIXES)
 
 
 class OpenAIProvider(ApiProvider):
     provider_name = "openai"
+    api: ApiSettings
 
     def __init__(self, model_id: str, api: ApiSettings) -> None:
-        self.model_id = model_id
-        self.api = api
+        super().__init__(model_id, api)
         # A self-hosted OpenAI-compatible server usually needs no key.
         self._key = api_key(
             (api.api_key_env or "", "OPENAI_API_KEY"),
             what=f"openai model {model_id!r}",
             required=api.base_url is None,
         )
-        self._clients = ClientPool(self._make_client, lambda c: c.close(), api.concurrency)
+        self._clients = ClientPool(self.make_client, lambda c: c.close(), api.concurrency)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -84,7 +85,7 @@ class OpenAIProvider(ApiProvider):
             "base_url": self.api.base_url,
         }
 
-    def _make_client(self) -> Any:
+    def make_client(self) -> Any:
         from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
         return AsyncOpenAI(
@@ -110,12 +111,19 @@ class OpenAIProvider(ApiProvider):
         else:
             payload["max_tokens"] = request.max_tokens
             payload["temperature"] = request.temperature
+            if request.top_p is not None:
+                payload["top_p"] = request.top_p
         return payload
 
     def call_error(self, exc: Exception) -> ProviderCallError | None:
         import openai
 
-        return from_openai_style(exc, self._key) if isinstance(exc, openai.OpenAIError) else None
+        if isinstance(exc, openai.APIStatusError):
+            return status_error(exc, exc.status_code, exc.response.headers, self._key)
+        if isinstance(exc, openai.OpenAIError):
+            # Transport failures retry; a body the SDK could not parse would fail again.
+            return unexpected_error(exc, self._key)
+        return None
 
     async def call_once(self, request: ChatRequest) -> ChatResult:
         import openai

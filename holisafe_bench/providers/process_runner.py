@@ -25,8 +25,8 @@ from multiprocessing import get_context
 from typing import Any
 
 from holisafe_bench.errors import HolisafeError
+from holisafe_bench.providers.base import ApiProvider, ProviderRecipe
 from holisafe_bench.providers.types import ChatRequest, ChatResult
-from holisafe_bench.registry import ApiSettings
 
 # Concurrent calls one event loop drives at full speed: at 3-5 ms of SDK CPU per call and
 # sub-second latencies, 64 in flight saturate a core.
@@ -44,20 +44,6 @@ def worker_count(requested: int | None, *, concurrency: int, calls: int) -> int:
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     cpus = len(usable) if usable else os.cpu_count() or 1
     return max(1, min(cpus, -(-concurrency // CALLS_PER_PROCESS)))
-
-
-@dataclass(frozen=True)
-class ProviderRecipe:
-    """What a worker needs to build its own copy of an API provider (clients and event
-    loops cannot cross processes)."""
-
-    provider: str
-    model_id: str
-    api: ApiSettings
-
-    @classmethod
-    def of(cls, provider: Any) -> ProviderRecipe:
-        return cls(provider.provider_name, provider.model_id, provider.api)
 
 
 @dataclass(frozen=True)
@@ -108,7 +94,7 @@ def _worker(
     recipe: ProviderRecipe, share: _Share, requests: Any, results: Any, parent_pid: int
 ) -> None:
     _die_with_parent(parent_pid)
-    from holisafe_bench.providers.factory import create_chat_provider
+    from holisafe_bench.providers.factory import rebuild
     from holisafe_bench.providers.retry import RetryPolicy
     from holisafe_bench.providers.runner import run_api_requests
 
@@ -119,7 +105,7 @@ def _worker(
             while (request := await loop.run_in_executor(None, requests.get)) is not None:
                 yield request
 
-        provider = create_chat_provider(recipe.provider, recipe.model_id, api=recipe.api)
+        provider = rebuild(recipe)
         try:
             window = await run_api_requests(
                 provider,
@@ -141,27 +127,92 @@ def _worker(
         results.put(("failed", f"{type(exc).__name__}: {exc}"))
 
 
-_SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "gemini": "google.genai"}
-
-
 def _prepare_for_fork(provider: str) -> None:
-    """Import the SDK and build the shared TLS context once here, for every worker to
-    inherit instead of each paying for them while its first calls wait."""
-    import importlib
-
+    """Import the provider and its SDK (the factory's table says which) and build the shared
+    TLS context once here, for every worker to inherit instead of each paying for them while
+    its first calls wait."""
+    from holisafe_bench.providers import runner  # noqa: F401 - imported for the workers
     from holisafe_bench.providers.client_pool import shared_ssl_context
+    from holisafe_bench.providers.factory import prepare_workers
 
-    importlib.import_module("holisafe_bench.providers.factory")
-    importlib.import_module("holisafe_bench.providers.runner")
-    if provider in _SDK_MODULES:
-        importlib.import_module(_SDK_MODULES[provider])
-        shared_ssl_context()
+    prepare_workers(provider)
+    shared_ssl_context()
 
 
 def _start_method() -> str:
     """fork when this process runs one thread (workers start at once, with the SDKs already
     imported); spawn otherwise, since forking a threaded process can copy a held lock."""
     return "fork" if threading.active_count() == 1 else "spawn"
+
+
+class _Feeder:
+    """Puts the requests on the workers' queue from a thread (waiting for room, so memory
+    stays flat), then one end-of-work mark per worker; gives up once told to stop."""
+
+    def __init__(self, requests: Iterable[ChatRequest], request_q: Any, workers: int) -> None:
+        self._requests = requests
+        self._queue = request_q
+        self._workers = workers
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._feed, name="holisafe-feeder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def raise_error(self) -> None:
+        """Re-raise, in the caller's thread, what reading the requests raised."""
+        if self._errors:
+            raise self._errors[0]
+
+    def _put(self, item: ChatRequest | None) -> bool:
+        """Queue an item, waiting for room; False once the run is stopping."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _feed(self) -> None:
+        try:
+            for request in self._requests:
+                if not self._put(request):
+                    break
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the parent thread
+            self._errors.append(exc)
+        finally:
+            for _ in range(self._workers):  # unless we are stopping
+                self._put(None)
+
+
+def _collect(workers: list[Any], result_q: Any, on_result: Callable[[ChatResult], None]) -> int:
+    """Hand every result to `on_result` until each worker is done; the 429s they saw."""
+    finished, throttled = 0, 0
+    while finished < len(workers):
+        try:
+            kind, payload = result_q.get(timeout=1.0)
+        except queue.Empty:
+            dead = [w for w in workers if w.exitcode not in (None, 0)]
+            if dead:
+                raise HolisafeError(
+                    f"an API worker process died (exit code {dead[0].exitcode}); "
+                    "re-run to redo the requests it held"
+                ) from None
+            continue
+        if kind == "result":
+            on_result(payload)
+        elif kind == "done":
+            finished += 1
+            throttled += payload
+        else:
+            raise HolisafeError(f"an API worker process failed: {payload}")
+    return throttled
 
 
 def run_in_processes(
@@ -195,52 +246,10 @@ def run_in_processes(
     ]
     for worker in workers:
         worker.start()
-    stop = threading.Event()
-    feed_error: list[BaseException] = []
-
-    def put(item: ChatRequest | None) -> bool:
-        """Queue an item, waiting for room; False once the run is stopping."""
-        while not stop.is_set():
-            try:
-                request_q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def feed() -> None:
-        try:
-            for request in requests:
-                if not put(request):
-                    break
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the parent thread
-            feed_error.append(exc)
-        finally:
-            for _ in workers:  # one end-of-work mark per worker, unless we are stopping
-                put(None)
-
-    feeder = threading.Thread(target=feed, name="holisafe-feeder", daemon=True)
+    feeder = _Feeder(requests, request_q, len(workers))
     feeder.start()
-    finished, throttled = 0, 0
     try:
-        while finished < len(workers):
-            try:
-                kind, payload = result_q.get(timeout=1.0)
-            except queue.Empty:
-                dead = [w for w in workers if w.exitcode not in (None, 0)]
-                if dead:
-                    raise HolisafeError(
-                        f"an API worker process died (exit code {dead[0].exitcode}); "
-                        "re-run to redo the requests it held"
-                    ) from None
-                continue
-            if kind == "result":
-                on_result(payload)
-            elif kind == "done":
-                finished += 1
-                throttled += payload
-            else:
-                raise HolisafeError(f"an API worker process failed: {payload}")
+        throttled = _collect(workers, result_q, on_result)
     except BaseException:
         # Nobody will record what the workers still have queued or in flight: stop them
         # now rather than pay for those calls (a resumed run redoes them).
@@ -248,19 +257,17 @@ def run_in_processes(
             worker.terminate()
         raise
     finally:
-        stop.set()
-        feeder.join(timeout=5)
+        feeder.stop()
         for worker in workers:
             worker.join(timeout=5)
             if worker.is_alive():
                 worker.terminate()
-    if feed_error:
-        raise feed_error[0]
+    feeder.raise_error()
     return throttled
 
 
 def send_all(
-    provider: Any,
+    provider: ApiProvider,
     requests: Iterable[ChatRequest],
     *,
     processes: int = 1,
@@ -273,7 +280,7 @@ def send_all(
     workers; blocks until each request has had its one result."""
     if processes > 1:
         run_in_processes(
-            ProviderRecipe.of(provider),
+            provider.recipe(),
             requests,
             processes=processes,
             concurrency=concurrency,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from holisafe_bench.providers.base import ApiProvider
 from holisafe_bench.providers.errors import ProviderCallError
@@ -15,9 +15,10 @@ from holisafe_bench.providers.types import ChatRequest, ChatResult
 
 
 def attempt_timeout(provider: ApiProvider) -> float | None:
-    """The provider's `timeout_s`, if it declares one. The SDKs apply it to each read, so a
-    server trickling a byte at a time never trips it: the runner enforces it per attempt."""
-    return getattr(getattr(provider, "api", None), "timeout_s", None)
+    """The provider's `timeout_s` (none for a test double without settings). The SDKs apply
+    it to each read, so a server trickling a byte at a time never trips it: the runner
+    enforces it per attempt."""
+    return provider.api.timeout_s if provider.api is not None else None
 
 
 async def call_within(provider: ApiProvider, request: ChatRequest, seconds: float) -> ChatResult:
@@ -35,6 +36,73 @@ async def call_within(provider: ApiProvider, request: ChatRequest, seconds: floa
         raise unexpected_error(exc, None) from exc
 
 
+class _Sender:
+    """One request through the rate limits and the retry policy to its one result, with
+    the concurrency window told of every 429 and every success."""
+
+    def __init__(
+        self,
+        provider: ApiProvider,
+        retry: RetryPolicy,
+        window: AdaptiveWindow,
+        rpm: float | None,
+        tpm: float | None,
+    ) -> None:
+        self.provider = provider
+        self.retry = retry
+        self.window = window
+        self.request_limiter = RateLimiter(rpm) if rpm else None
+        self.token_limiter = RateLimiter(tpm) if tpm else None
+        self.timeout = attempt_timeout(provider)
+
+    def _on_retry(self, exc: ProviderCallError) -> None:
+        if exc.status == 429:
+            self.window.on_throttle()
+
+    async def _admitted(self, request: ChatRequest) -> None:
+        if self.request_limiter is not None:
+            await self.request_limiter.acquire(1)
+        if self.token_limiter is not None:
+            await self.token_limiter.acquire(estimate_tokens(request))
+
+    async def send(self, request: ChatRequest) -> ChatResult:
+        # The request's budget runs from its first send: waiting for the rate limiter
+        # before it is queueing, not a slow server.
+        first_sent: float | None = None
+
+        async def attempt(request: ChatRequest) -> ChatResult:
+            nonlocal first_sent
+            await self._admitted(request)
+            first_sent = first_sent or time.monotonic()
+            seconds = self.retry.attempt_seconds(first_sent, self.timeout)
+            return await call_within(self.provider, request, seconds)
+
+        result = await self.retry.call(attempt, request, on_retry=self._on_retry)
+        if result.outcome != "error":
+            self.window.on_success()
+        return result
+
+
+def _puller(
+    requests: Iterable[ChatRequest] | AsyncIterator[ChatRequest],
+) -> Callable[[], Awaitable[ChatRequest | None]]:
+    """The next request (None at the end), from a plain or an async iterator, pulled only
+    when there is room for it."""
+    if isinstance(requests, AsyncIterator):
+        source = requests
+
+        async def pull_async() -> ChatRequest | None:
+            return await anext(source, None)
+
+        return pull_async
+    pending = iter(requests)
+
+    async def pull() -> ChatRequest | None:
+        return next(pending, None)
+
+    return pull
+
+
 async def run_api_requests(
     provider: ApiProvider,
     requests: Iterable[ChatRequest] | AsyncIterator[ChatRequest],
@@ -50,49 +118,9 @@ async def run_api_requests(
     known. Requests (an iterable, or an async iterator such as a worker's queue) are pulled
     lazily, so a long iterator is never held in memory. Returns
     the concurrency window (its `throttled` count says how many 429s were seen)."""
-    retry = retry or RetryPolicy()
     window = window or AdaptiveWindow(concurrency)
-    request_limiter = RateLimiter(rpm) if rpm else None
-    token_limiter = RateLimiter(tpm) if tpm else None
-    timeout = attempt_timeout(provider)
-
-    def on_retry(exc: ProviderCallError) -> None:
-        if exc.status == 429:
-            window.on_throttle()
-
-    async def admitted(request: ChatRequest) -> None:
-        if request_limiter is not None:
-            await request_limiter.acquire(1)
-        if token_limiter is not None:
-            await token_limiter.acquire(estimate_tokens(request))
-
-    async def one(request: ChatRequest) -> ChatResult:
-        # The request's budget runs from its first send: waiting for the rate limiter
-        # before it is queueing, not a slow server.
-        first_sent: float | None = None
-
-        async def attempt(request: ChatRequest) -> ChatResult:
-            nonlocal first_sent
-            await admitted(request)
-            first_sent = first_sent or time.monotonic()
-            return await call_within(provider, request, retry.attempt_seconds(first_sent, timeout))
-
-        result = await retry.call(attempt, request, on_retry=on_retry)
-        if result.outcome != "error":
-            window.on_success()
-        return result
-
-    if isinstance(requests, AsyncIterator):
-        source = requests
-
-        async def pull() -> ChatRequest | None:
-            return await anext(source, None)
-    else:
-        pending = iter(requests)
-
-        async def pull() -> ChatRequest | None:
-            return next(pending, None)
-
+    sender = _Sender(provider, retry or RetryPolicy(), window, rpm, tpm)
+    pull = _puller(requests)
     in_flight: set[asyncio.Task[ChatResult]] = set()
     exhausted = False
     try:
@@ -102,7 +130,7 @@ async def run_api_requests(
                 if request is None:
                     exhausted = True
                     break
-                in_flight.add(asyncio.create_task(one(request)))
+                in_flight.add(asyncio.create_task(sender.send(request)))
             if not in_flight:
                 break
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)

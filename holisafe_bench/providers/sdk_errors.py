@@ -4,37 +4,56 @@ SDK shape, and one transport-failure classification shared by every provider."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.providers.errors import ProviderCallError, parse_retry_after
 from holisafe_bench.providers.keys import scrub
 
-# Transport failures worth another attempt, by module: the connection failed, was reset or
-# closed mid-reply, or timed out. Looked up only in modules already imported (an SDK's own
-# exception can only come from a loaded SDK), so classifying never imports one. Not listed,
-# hence final: UnsupportedProtocol, LocalProtocolError, ProxyError (the set-up is wrong).
-_TRANSIENT = {
-    "httpx": ("NetworkError", "TimeoutException", "RemoteProtocolError"),
-    "httpx2": ("NetworkError", "TimeoutException", "RemoteProtocolError"),
-    "aiohttp": ("ClientConnectionError", "ClientPayloadError"),
-    "openai": ("APIConnectionError",),
-    "anthropic": ("APIConnectionError",),
-}
-_TIMEOUTS = {
-    "httpx": ("TimeoutException",),
-    "httpx2": ("TimeoutException",),
-    "openai": ("APITimeoutError",),
-    "anthropic": ("APITimeoutError",),
+# The exception types an HTTP stack or SDK raises, as (transient, timeouts). Each is read
+# only from a module already imported (an SDK's exception can only come from a loaded SDK),
+# so classifying never imports one. Transient: the connection failed, was reset or closed
+# mid-reply, or timed out. Not listed, hence final: httpx's UnsupportedProtocol,
+# LocalProtocolError, ProxyError (the set-up is wrong).
+ExceptionTypes = tuple[type[BaseException], ...]
+
+
+def _httpx_types(httpx: ModuleType) -> tuple[ExceptionTypes, ExceptionTypes]:
+    transient = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+    return transient, (httpx.TimeoutException,)
+
+
+def _aiohttp_types(aiohttp: ModuleType) -> tuple[ExceptionTypes, ExceptionTypes]:
+    return (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError), ()
+
+
+def _openai_style_types(sdk: ModuleType) -> tuple[ExceptionTypes, ExceptionTypes]:
+    """openai and anthropic: APITimeoutError is a kind of APIConnectionError."""
+    return (sdk.APIConnectionError,), (sdk.APITimeoutError,)
+
+
+_TRANSPORT_TYPES: dict[str, Callable[[ModuleType], tuple[ExceptionTypes, ExceptionTypes]]] = {
+    "httpx": _httpx_types,
+    "httpx2": _httpx_types,  # the HTTP library of the SDK versions pinned here
+    "aiohttp": _aiohttp_types,
+    "openai": _openai_style_types,
+    "anthropic": _openai_style_types,
 }
 
 
-def _classes(table: dict[str, tuple[str, ...]]) -> tuple[type[BaseException], ...]:
-    found = []
-    for module_name, names in table.items():
+def _loaded_types() -> tuple[ExceptionTypes, ExceptionTypes]:
+    """(transient, timeouts) of the standard library and of every loaded module above;
+    TimeoutError covers asyncio's and aiohttp's timeouts, EOFError http's IncompleteRead."""
+    transient: list[type[BaseException]] = [ConnectionError, EOFError]
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    for module_name, types_of in _TRANSPORT_TYPES.items():
         module = sys.modules.get(module_name)
-        found += [getattr(module, name) for name in names if hasattr(module, name)]
-    return tuple(found)
+        if module is not None:
+            more_transient, more_timeouts = types_of(module)
+            transient += more_transient
+            timeouts += more_timeouts
+    return tuple(transient), tuple(timeouts)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -48,7 +67,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def is_timeout(exc: BaseException) -> bool:
-    timeouts = (TimeoutError, *_classes(_TIMEOUTS))  # TimeoutError covers asyncio's, aiohttp's
+    _, timeouts = _loaded_types()
     return any(isinstance(link, timeouts) for link in _chain(exc))
 
 
@@ -56,8 +75,8 @@ def is_transient_transport(exc: BaseException) -> bool:
     """A connection that failed, was reset or closed mid-reply, or timed out."""
     if isinstance(exc, HolisafeError):
         return False
-    transient = (ConnectionError, EOFError, *_classes(_TRANSIENT))  # EOFError: IncompleteRead
-    return is_timeout(exc) or any(isinstance(link, transient) for link in _chain(exc))
+    transient, timeouts = _loaded_types()
+    return any(isinstance(link, transient + timeouts) for link in _chain(exc))
 
 
 def describe(exc: BaseException) -> str:
@@ -88,16 +107,15 @@ def unexpected_error(exc: BaseException, secret: str | None) -> ProviderCallErro
     )
 
 
-def from_openai_style(exc: Exception, secret: str | None) -> ProviderCallError:
-    """openai and anthropic share their exception shapes."""
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        # Transport failures retry; a body the SDK could not parse would fail again.
-        return unexpected_error(exc, secret)
-    response = getattr(exc, "response", None)
-    headers = dict(getattr(response, "headers", {}) or {}) if response is not None else {}
+def status_error(
+    exc: Exception, status: int | None, headers: Mapping[str, str] | None, secret: str | None
+) -> ProviderCallError:
+    """An HTTP error status from the vendor (the SDK's own status exception): retryable by
+    ProviderCallError's rule, with the server's Retry-After."""
     return ProviderCallError(
-        scrub(describe(exc), secret), status=status, retry_after=parse_retry_after(headers)
+        scrub(describe(exc), secret),
+        status=status,
+        retry_after=parse_retry_after(dict(headers or {})),
     )
 
 

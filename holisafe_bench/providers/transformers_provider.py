@@ -340,9 +340,11 @@ class TransformersProvider(BatchProvider):
 
     def _groups(self, prepared: list) -> list[list]:
         """Requests that can share a generate call: same sampling, at most max_batch."""
-        by_sampling: dict[tuple[int, float], list] = {}
+        by_sampling: dict[tuple[int, float, float | None], list] = {}
         for item in prepared:
-            by_sampling.setdefault((item[0].max_tokens, item[0].temperature), []).append(item)
+            request = item[0]
+            key = (request.max_tokens, request.temperature, request.top_p)
+            by_sampling.setdefault(key, []).append(item)
         size = self.inputs.max_batch
         groups = []
         for group in by_sampling.values():
@@ -359,6 +361,8 @@ class TransformersProvider(BatchProvider):
         sampling: dict[str, Any] = {"do_sample": first.temperature > 0}
         if first.temperature > 0:
             sampling["temperature"] = first.temperature
+            if first.top_p is not None:
+                sampling["top_p"] = first.top_p
         with torch.inference_mode():
             output = self.model.generate(
                 **inputs,

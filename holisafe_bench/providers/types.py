@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
+from holisafe_bench.media import ImageInput
 from holisafe_bench.records import Outcome, Usage
 
-
-@dataclass(frozen=True)
-class ImageInput:
-    """An image to send: a file on disk or bytes in memory, never both. `media_type` is the
-    encoded format (image/jpeg, image/png); providers that accept it send the bytes as they are."""
-
-    path: Path | None = None
-    data: bytes | None = None
-    media_type: str = "image/jpeg"
-
-    def __post_init__(self) -> None:
-        if (self.path is None) == (self.data is None):
-            raise ValueError("ImageInput needs exactly one of path and data")
-
-    def read_bytes(self) -> bytes:
-        return self.data if self.data is not None else self.path.read_bytes()  # type: ignore[union-attr]
-
-    def sha256(self) -> str:
-        return hashlib.sha256(self.read_bytes()).hexdigest()
+# ImageInput lives in holisafe_bench.media (the dataset makes them too); re-exported here for
+# the providers, which take it as part of a request.
+__all__ = ["ChatRequest", "ChatResult", "ImageInput"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +23,7 @@ class ChatRequest:
     system: str | None = None
     max_tokens: int = 512
     temperature: float = 0.0
+    top_p: float | None = None  # None: the provider's default (nucleus sampling off)
 
 
 @dataclass

@@ -100,7 +100,6 @@ class VllmProvider(BatchProvider):
                 raise HolisafeError(
                     f"cannot read the chat template {str(path)!r} of {spec.name!r}: {exc}"
                 ) from exc
-        self.top_p = spec.generation.top_p
         self.batch_size = spec.engine.batch_size or 64
         self.engine_args = {**engine_kwargs(spec, self.checkpoint), **llm_kwargs}
         try:
@@ -185,8 +184,8 @@ class VllmProvider(BatchProvider):
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,  # 0 is greedy
         }
-        if self.top_p is not None and request.temperature > 0:
-            params["top_p"] = self.top_p
+        if request.top_p is not None and request.temperature > 0:
+            params["top_p"] = request.top_p
         return self._sampling_params(**params)
 
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:

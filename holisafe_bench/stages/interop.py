@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from holisafe_bench.dataset.validate import RowIssue, validate_fields
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.paths import ResultsLayout
-from holisafe_bench.records import ResponseRecord, utc_now
+from holisafe_bench.records import ImportManifest, ResponseRecord
 from holisafe_bench.store import RecordStore, write_json_atomic
 
 if TYPE_CHECKING:
@@ -138,23 +138,19 @@ def execute_import(
             [json.dumps(o, ensure_ascii=False) for o in originals],
         )
     summary.imported = len(records)
-    write_json_atomic(
-        layout.run_manifest(model),
-        {
-            "stage": "import",
-            "model": model,
-            "file": str(file),
-            "imported": len(records),
-            "failed_predictions": summary.failed_predictions,
-            "skipped_records": [str(p) for p in summary.problems if p.field != "prediction"],
-            "duplicates_left_out": summary.duplicates,
-            "lenient": summary.lenient,
-            "kept_leniently": summary.kept_leniently,
-            "checked_against_dataset": summary.checked_against_dataset,
-            "dataset": bench.manifest_info() if bench is not None else None,
-            "finished_at": utc_now(),
-        },
+    manifest = ImportManifest(
+        model=model,
+        file=str(file),
+        imported=len(records),
+        failed_predictions=summary.failed_predictions,
+        skipped_records=[str(p) for p in summary.problems if p.field != "prediction"],
+        duplicates_left_out=summary.duplicates,
+        lenient=summary.lenient,
+        kept_leniently=summary.kept_leniently,
+        checked_against_dataset=summary.checked_against_dataset,
+        dataset=bench.manifest_info() if bench is not None else None,
     )
+    write_json_atomic(layout.run_manifest(model), manifest.model_dump(mode="json"))
     return summary
 
 

@@ -19,7 +19,14 @@ from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import git_revision, package_versions
 from holisafe_bench.providers.base import ApiProvider, BatchProvider, Provider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
-from holisafe_bench.records import Invocation, ResponseRecord, RunManifest, Sample, utc_now
+from holisafe_bench.records import (
+    Invocation,
+    ResponseRecord,
+    RunManifest,
+    Sample,
+    Sampling,
+    utc_now,
+)
 from holisafe_bench.registry import ModelSpec
 from holisafe_bench.store import RecordStore, write_json_atomic
 
@@ -76,17 +83,36 @@ class RunSummary:
     elapsed_s: float = 0.0
 
 
+def resolve_sampling(spec: ModelSpec, options: RunOptions) -> Sampling:
+    """The run's sampling parameters: the spec's, overridden by the options. The one place
+    they are decided, for the requests and the manifest alike. An option given is an
+    override even when empty (`--system-prompt ""` sends and records no system prompt);
+    only a max_tokens of 0, which no request can carry, means the spec's."""
+    gen = spec.generation
+
+    def chosen(option: Any, default: Any) -> Any:
+        return default if option is None else option
+
+    return Sampling(
+        max_tokens=options.max_tokens or gen.max_tokens,
+        temperature=chosen(options.temperature, gen.temperature),
+        top_p=gen.top_p,
+        system_prompt=chosen(options.system_prompt, gen.system_prompt),
+    )
+
+
 def build_request(
     sample: Sample, bench: Benchmark, spec: ModelSpec, options: RunOptions
 ) -> ChatRequest:
-    gen = spec.generation
+    sampling = resolve_sampling(spec, options)
     return ChatRequest(
         id=str(sample.id),
         text=sample.query,  # verbatim, no extra instruction (HOLISAFE.md)
         images=(bench.image(sample),),
-        system=options.system_prompt if options.system_prompt is not None else gen.system_prompt,
-        max_tokens=options.max_tokens or gen.max_tokens,
-        temperature=gen.temperature if options.temperature is None else options.temperature,
+        system=sampling.system_prompt,
+        max_tokens=sampling.max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
     )
 
 
@@ -107,15 +133,8 @@ def result_to_record(sample: Sample, model: str, result: ChatResult) -> Response
 
 
 def failed_record(sample: Sample, model: str, reason: str) -> ResponseRecord:
-    return ResponseRecord(
-        sample_id=sample.id,
-        model=model,
-        type=sample.type,
-        category=sample.category,
-        subcategory=sample.subcategory,
-        outcome="error",
-        error=reason,
-    )
+    failed = ChatResult(id=str(sample.id), outcome="error", error=reason)
+    return result_to_record(sample, model, failed)
 
 
 def output_paths(layout: ResultsLayout, model: str, shard: Shard | None) -> tuple[Path, Path]:
@@ -124,16 +143,6 @@ def output_paths(layout: ResultsLayout, model: str, shard: Shard | None) -> tupl
         return layout.responses(model), layout.run_manifest(model)
     folder = layout.shard_dir(model, shard.index, shard.count)
     return folder / "responses.jsonl", folder / "run.json"
-
-
-def _sampling(spec: ModelSpec, options: RunOptions) -> dict[str, Any]:
-    gen = spec.generation
-    return {
-        "max_tokens": options.max_tokens or gen.max_tokens,
-        "temperature": gen.temperature if options.temperature is None else options.temperature,
-        "top_p": gen.top_p,
-        "system_prompt": options.system_prompt or gen.system_prompt,
-    }
 
 
 def _previous_manifest(path: Path) -> RunManifest | None:
@@ -146,7 +155,7 @@ def _previous_manifest(path: Path) -> RunManifest | None:
 
 
 def _check_manifest_compatible(
-    previous: RunManifest | None, path: Path, spec: ModelSpec, sampling: dict[str, Any]
+    previous: RunManifest | None, path: Path, spec: ModelSpec, sampling: Sampling
 ) -> None:
     """Resuming with other settings would mix two runs in one file: refuse, say why."""
     if previous is None:
@@ -156,9 +165,10 @@ def _check_manifest_compatible(
         mismatches.append(f"model id {previous.model_id!r} -> {spec.checkpoint!r}")
     if previous.model_revision != spec.revision:
         mismatches.append(f"revision {previous.model_revision!r} -> {spec.revision!r}")
-    for key, value in sampling.items():
-        if previous.sampling.get(key) != value:
-            mismatches.append(f"{key} {previous.sampling.get(key)!r} -> {value!r}")
+    recorded = previous.sampling.model_dump() if previous.sampling is not None else {}
+    for key, value in sampling.model_dump().items():
+        if recorded.get(key) != value:
+            mismatches.append(f"{key} {recorded.get(key)!r} -> {value!r}")
     if mismatches:
         raise HolisafeError(
             f"{path}: existing responses were made with other settings ("
@@ -178,7 +188,7 @@ class RunPlan:
     todo: list[Sample]
     responses_path: Path
     manifest_path: Path
-    sampling: dict[str, Any]
+    sampling: Sampling
     previous: RunManifest | None
 
 
@@ -189,7 +199,7 @@ def plan_run(
     if options.shard is not None:
         samples = options.shard.select(samples)
     responses_path, manifest_path = output_paths(layout, spec.name, options.shard)
-    sampling = _sampling(spec, options)
+    sampling = resolve_sampling(spec, options)
     previous = None if options.overwrite else _previous_manifest(manifest_path)
     _check_manifest_compatible(previous, manifest_path, spec, sampling)
     store = RecordStore(responses_path, ResponseRecord)
@@ -230,17 +240,17 @@ def execute_run(
         attempted=len(plan.todo),
         skipped_bad_rows=len(bench.issues),
     )
-    manifest, extra = _new_manifest(plan, bench)
+    manifest = _new_manifest(plan, bench)
     invocation = Invocation(selected=len(plan.samples), attempted=len(plan.todo))
-    _continue_history(manifest, extra, plan.previous, invocation)
+    _continue_history(manifest, plan.previous, invocation)
     if plan.todo:
         if provider is None:
             from holisafe_bench.providers.factory import create_provider
 
             provider = create_provider(plan.spec)  # fails here, before any sample
-        extra["provider_details"] = provider.describe()
-        manifest.chat_template_hash = provider.describe().get("chat_template_hash")
-        write_json_atomic(plan.manifest_path, _with_extra(manifest, extra))
+        manifest.provider_details = provider.describe()
+        manifest.chat_template_hash = manifest.provider_details.get("chat_template_hash")
+        write_json_atomic(plan.manifest_path, manifest.model_dump(mode="json"))
 
         def record(rec: ResponseRecord) -> None:
             writer.write(rec)
@@ -258,13 +268,13 @@ def execute_run(
             provider.close()
     _finish_manifest(plan, manifest, invocation, summary)
     summary.elapsed_s = invocation.elapsed_s = round(time.monotonic() - started, 3)
-    write_json_atomic(plan.manifest_path, _with_extra(manifest, extra))
+    write_json_atomic(plan.manifest_path, manifest.model_dump(mode="json"))
     return summary
 
 
-def _new_manifest(plan: RunPlan, bench: Benchmark) -> tuple[RunManifest, dict[str, Any]]:
+def _new_manifest(plan: RunPlan, bench: Benchmark) -> RunManifest:
     spec, shard = plan.spec, plan.options.shard
-    manifest = RunManifest(
+    return RunManifest(
         model=spec.name,
         display_name=spec.display_name,
         group=spec.group,
@@ -275,12 +285,9 @@ def _new_manifest(plan: RunPlan, bench: Benchmark) -> tuple[RunManifest, dict[st
         package_versions=package_versions(),
         git_revision=git_revision(),
         dataset=bench.manifest_info(),
+        skipped_rows=[issue_to_dict(i) for i in bench.issues],
+        shard=None if shard is None else f"{shard.index}/{shard.count}",
     )
-    extra: dict[str, Any] = {
-        "skipped_rows": [issue_to_dict(i) for i in bench.issues],
-        "shard": None if shard is None else f"{shard.index}/{shard.count}",
-    }
-    return manifest, extra
 
 
 def _answer(
@@ -312,7 +319,6 @@ def _finish_manifest(
 
 def _continue_history(
     manifest: RunManifest,
-    extra: dict[str, Any],
     previous: RunManifest | None,
     invocation: Invocation,
 ) -> None:
@@ -322,9 +328,7 @@ def _continue_history(
         manifest.started_at = previous.started_at
         manifest.usage = previous.usage
         manifest.invocations = list(previous.invocations)
-        for key in ("provider_details",):
-            if key in (previous.model_extra or {}):
-                extra[key] = previous.model_extra[key]
+        manifest.provider_details = previous.provider_details
         manifest.chat_template_hash = previous.chat_template_hash
     manifest.invocations.append(invocation)  # the same object: filled in as the run goes
 
@@ -337,10 +341,6 @@ def issue_to_dict(issue: Any) -> dict[str, Any]:
 
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(issue).items()}
     return {"issue": str(issue)}
-
-
-def _with_extra(manifest: RunManifest, extra: dict[str, Any]) -> dict[str, Any]:
-    return {**manifest.model_dump(mode="json"), **extra}
 
 
 def _requests(

@@ -64,6 +64,7 @@ def _multipart_file(req: FakeRequest) -> bytes:
 
 
 def openai_batches(**kwargs) -> FakeBatches:
+    # Long: one nested handler per endpoint of the batch flow, kept together to read as one.
     fake = FakeBatches(FakeServer(), **kwargs)
     files: dict[str, bytes] = {}
     server = fake.server
@@ -162,6 +163,7 @@ def _finish_openai(fake: FakeBatches, job: dict, files: dict[str, bytes]) -> Non
 
 
 def anthropic_batches(**kwargs) -> FakeBatches:
+    # Long: one nested handler per endpoint of the batch flow, kept together to read as one.
     fake = FakeBatches(FakeServer(), **kwargs)
     server = fake.server
 

@@ -83,6 +83,7 @@ class FakeServer:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeServer:
+        # Long: the request handler class is defined here, around the server it serves.
         server = self
 
         class RequestHandler(BaseHTTPRequestHandler):

@@ -95,6 +95,7 @@ def fast_tokenizer(tok):
 def build_tiny_llava(out_dir: Path, *, seed: int = 0) -> Path:
     """A LLaVA with a 2-layer CLIP vision tower and a 2-layer Llama, saved with its
     tokenizer, image processor and chat template. About a second on a CPU."""
+    # Long: the model's whole config, written out so every size is visible in one place.
     import torch
     from transformers import (
         CLIPImageProcessor,

@@ -85,6 +85,7 @@ def _qwen_tokenizer():
 
 def build_tiny_qwen2_vl(out_dir: Path, *, seed: int = 0) -> Path:
     """A Qwen2-VL with random weights; images of 56x56 to 224x224 pixels (4-64 tokens)."""
+    # Long: the model's whole config, written out so every size is visible in one place.
     import torch
     from transformers import (
         Qwen2VLConfig,

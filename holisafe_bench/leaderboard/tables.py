@@ -1,34 +1,23 @@
-"""The paper's leaderboard for one judge, from the results folder, in several formats."""
+"""The paper's leaderboard for one judge as rows, from the results folder or from score
+cards; and a comparison of those rows against a reference table. Writers: `formats`."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
-import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.registry import ModelSpec, load_models
-from holisafe_bench.scoring import CurrentResponses, ScoreCard, score_model
+from holisafe_bench.scoring import CurrentResponses, ScoreCard, rounded_percent, score_model
 from holisafe_bench.taxonomy import LEADERBOARD_COLUMNS, UNSAFE_TYPES
 
 
 def percent(rate: Fraction | None, decimals: int = 1, *, double_round: bool = False) -> str:
-    """A rate as a percentage, rounded half-up on the exact value (no float artefacts).
-
-    `double_round` first rounds to one more decimal, then to `decimals`: the June 2025
-    tables were made that way (it is the only rule under which all their cells agree with
-    one set of counts), so it is an option for reproducing them, never the default."""
-    if rate is None:
-        return "n/a"
-    value = Decimal(rate.numerator * 100) / Decimal(rate.denominator)
-    if double_round:
-        value = value.quantize(Decimal(1).scaleb(-(decimals + 1)), rounding=ROUND_HALF_UP)
-    return str(value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
+    """A rate as the text of a table cell: see `scoring.rounded_percent`; "n/a" if None."""
+    value = rounded_percent(rate, decimals, double_round=double_round)
+    return "n/a" if value is None else str(value)
 
 
 @dataclass
@@ -117,69 +106,29 @@ def model_labels(
 def table_cells(
     rows: list[LeaderboardRow], decimals: int, double_round: bool = False
 ) -> list[list[str]]:
+    """Per row: the display name, then each column's percentage as text."""
     return [
         [r.display_name, *(percent(x, decimals, double_round=double_round) for x in r.rates())]
         for r in rows
     ]
 
 
-def to_csv(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(LEADERBOARD_COLUMNS)
-    writer.writerows(table_cells(rows, decimals, double_round))
-    return buf.getvalue()
-
-
-# What Markdown (GitHub's tables included) would read as syntax inside a cell.
-_MARKDOWN_SPECIAL = re.compile(r"([\\|*_`\[\]<>~])")
-
-
-def markdown_row(cells: list[str]) -> str:
-    """One table row whose cells render as the literal text (model names are data)."""
-    escaped = (_MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(c.splitlines())) for c in cells)
-    return "| " + " | ".join(escaped) + " |"
-
-
-def to_markdown(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
-    lines = [
-        "| " + " | ".join(LEADERBOARD_COLUMNS) + " |",  # ours, and it renders as written
-        "|" + "---|" + "---:|" * (len(LEADERBOARD_COLUMNS) - 1),
-    ]
-    cells = table_cells(rows, decimals, double_round)
-    lines += [markdown_row(row) for row in cells]
-    return "\n".join(lines) + "\n"
-
-
-def to_json(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
-    def pct(rate: Fraction | None) -> str:
-        return percent(rate, decimals, double_round=double_round)
-
+def compare_rows(
+    rows: list[LeaderboardRow], reference: dict[str, dict[str, float]], decimals: int = 1
+) -> list[list[str]]:
+    """Per model and column: ours, the reference's, and ours minus the reference's."""
+    specs = load_models()
     out = []
     for row in rows:
-        overall = row.card.overall
-        out.append(
-            {
-                "model": row.model,
-                "display_name": row.display_name,
-                "group": row.group,
-                "columns": dict(
-                    zip(
-                        LEADERBOARD_COLUMNS[1:],
-                        (pct(x) for x in row.rates()),
-                        strict=True,
-                    )
-                ),
-                "masr_definition": "pooled" if row.card.pooled else "macro",
-                "counts": {
-                    t: {"n": s.n, "valid": s.valid, "violations": s.violations}
-                    for t, s in overall.per_type.items()
-                },
-                "invalid": overall.invalid,
-                "masr_bounds": [pct(b) for b in overall.masr_bounds()],
-            }
-        )
-    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
-
-
-FORMATS = {"csv": to_csv, "md": to_markdown, "json": to_json}
+        spec = specs.get(row.model)
+        names = [row.display_name, *(spec.aliases if spec else ())]
+        ref = next((reference[n] for n in names if n in reference), None)
+        for col, rate in zip(LEADERBOARD_COLUMNS[1:], row.rates(), strict=True):
+            ours = percent(rate, decimals)
+            if ref is None or rate is None:
+                out.append([row.display_name, col, ours, "n/a", "n/a"])
+                continue
+            delta = Fraction(rate) - Fraction(str(ref[col])) / 100
+            signed = ("-" if delta < 0 else "+") + percent(abs(delta), decimals)
+            out.append([row.display_name, col, ours, f"{ref[col]:.{decimals}f}", signed])
+    return out
