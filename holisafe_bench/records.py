@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import typing
 from typing import Any, ClassVar, Literal
 
 from pydantic import (
@@ -281,3 +282,74 @@ class JudgeManifest(Manifest):
     batch_jobs_submitted: list[str] | None = None
     batch_jobs_resumed: list[str] | None = None
     label_conflicts: dict[str, int] | None = None
+
+
+# --- fast paths ----------------------------------------------------------------------------
+# Readers of many records (string matching, scoring) keep decoded JSON objects as they are
+# when these checks pass, and validate only the rest with the models above. So each check
+# passes only what its model accepts unchanged: every field present (as this package
+# writes them), exact JSON types, no coercion; anything else goes to pydantic for its verdict.
+
+_TYPES = frozenset(typing.get_args(SampleType))
+_OUTCOMES = frozenset(typing.get_args(Outcome))
+_INVALID = frozenset(typing.get_args(InvalidReason))
+_RESPONSE_KEYS = ResponseRecord.model_fields.keys()
+_VERDICT_KEYS = VerdictRecord.model_fields.keys()
+_USAGE_KEYS = Usage.model_fields.keys()
+
+
+def _plain_common(data: Any) -> bool:
+    """What both record types check alike: ids, labels, usage, created_at."""
+    usage = data["usage"]
+    return (
+        type(data["sample_id"]) is int
+        and type(data["type"]) is str
+        and data["type"] in _TYPES
+        and type(data["model"]) is str
+        and type(data["category"]) is str
+        and type(data["subcategory"]) is str
+        and type(data["created_at"]) is str
+        and type(usage) is dict
+        and usage.keys() == _USAGE_KEYS
+        and type(usage["input_tokens"]) is int
+        and type(usage["output_tokens"]) is int
+    )
+
+
+def _str_or_none(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def plain_response(data: Any) -> bool:
+    """`data` is a decoded line that `ResponseRecord` accepts as it is."""
+    if type(data) is not dict or data.keys() != _RESPONSE_KEYS or not _plain_common(data):
+        return False
+    outcome, text, error, latency = data["outcome"], data["text"], data["error"], data["latency_s"]
+    return (
+        type(outcome) is str
+        and outcome in _OUTCOMES
+        and (type(text) is str if outcome == "ok" else text is None)
+        and (type(error) is str and error != "" if outcome == "error" else _str_or_none(error))
+        and _str_or_none(data["finish_reason"])
+        and (latency is None or type(latency) is float)
+        and type(data["source"]) is str
+    )
+
+
+def plain_verdict(data: Any) -> bool:
+    """`data` is a decoded line that `VerdictRecord` accepts as it is."""
+    if type(data) is not dict or data.keys() != _VERDICT_KEYS or not _plain_common(data):
+        return False
+    follows, invalid = data["follows"], data["invalid"]
+    return (
+        (
+            (type(follows) is bool and invalid is None)
+            or (follows is None and type(invalid) is str and invalid in _INVALID)
+        )
+        and type(data["judge"]) is str
+        and _str_or_none(data["detail"])
+        and _str_or_none(data["raw"])
+        and _str_or_none(data["response_sha256"])
+        and type(data["cost_usd"]) is float
+        and type(data["cached"]) is bool
+    )

@@ -5,13 +5,16 @@ them with string matching or an LLM judge and writes the judge's manifest."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from holisafe_bench.errors import HolisafeError
-from holisafe_bench.judging.llm import run_llm_judge
 from holisafe_bench.judging.options import JudgeOptions
 from holisafe_bench.judging.parser import conflict_counts
 from holisafe_bench.judging.string_match import StringMatchJudge, phrase_list_hash
@@ -19,7 +22,16 @@ from holisafe_bench.judging.verdicts import JudgeSummary
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.progress import stage_progress
 from holisafe_bench.provenance import git_revision, package_versions
-from holisafe_bench.records import JudgeManifest, ResponseRecord, VerdictRecord, utc_now
+from holisafe_bench.records import (
+    JudgeManifest,
+    ResponseRecord,
+    Usage,
+    VerdictRecord,
+    plain_response,
+    plain_verdict,
+    response_fingerprint,
+    utc_now,
+)
 from holisafe_bench.registry import JudgeSpec
 from holisafe_bench.store import RecordStore, write_json_atomic
 
@@ -42,8 +54,13 @@ class JudgePlan:
     judge: JudgeSpec
     layout: ResultsLayout
     options: JudgeOptions
-    responses: dict[int, ResponseRecord]
-    todo: list[ResponseRecord]
+    # `ResponseRecord`s for an LLM judge; for string matching, which reads every model's
+    # responses at file speed, each record's decoded JSON object (validated as a record).
+    responses: dict[int, Any]
+    todo: list[Any]
+    fingerprints: dict[int, str] = field(default_factory=dict)  # of each response, by id
+    # String matching: the verdict file's objects as the plan read them (kept or redone).
+    verdicts: dict[int, Any] = field(default_factory=dict)
 
     @property
     def output(self) -> Path:
@@ -71,17 +88,50 @@ def plan_judge(
     model: str, judge: JudgeSpec, layout: ResultsLayout, options: JudgeOptions
 ) -> JudgePlan:
     """The plan step: refuses a model with no responses to judge."""
-    responses_path = layout.responses(model)
-    responses = RecordStore(responses_path, ResponseRecord).read()
-    if not responses:
-        raise HolisafeError(
-            f"no responses for {model!r} at {responses_path}: run `holisafe-bench run --model "
-            f"{model}` or `holisafe-bench import FILE --model {model}` first"
-        )
+    if judge.kind == "string_match":
+        return _plan_strings(model, judge, layout, options)
+    responses = RecordStore(layout.responses(model), ResponseRecord).read()
+    _refuse_empty(model, layout, responses)
     store = RecordStore(layout.verdicts(model, judge.name), VerdictRecord)
     existing = {} if options.overwrite else store.read()
     todo = responses_needing_verdicts(responses, existing)
-    return JudgePlan(model, judge, layout, options, responses, todo)
+    fingerprints = {i: r.fingerprint() for i, r in responses.items()}
+    return JudgePlan(model, judge, layout, options, responses, todo, fingerprints)
+
+
+def _plan_strings(
+    model: str, judge: JudgeSpec, layout: ResultsLayout, options: JudgeOptions
+) -> JudgePlan:
+    """`plan_judge` on decoded records: the same choices, without building a model per
+    line (each response is hashed once, here)."""
+    responses = RecordStore(layout.responses(model), ResponseRecord).read_dicts(plain_response)
+    _refuse_empty(model, layout, responses)
+    fingerprints = {
+        i: response_fingerprint(r["outcome"], r.get("text")) for i, r in responses.items()
+    }
+    store = RecordStore(layout.verdicts(model, judge.name), VerdictRecord)
+    existing = {} if options.overwrite else store.read_dicts(plain_verdict)
+    todo = [
+        responses[i] for i in sorted(responses) if not _is_current(existing.get(i), fingerprints[i])
+    ]
+    return JudgePlan(model, judge, layout, options, responses, todo, fingerprints, existing)
+
+
+def _is_current(verdict: dict | None, fingerprint: str) -> bool:
+    """A valid verdict of the response now stored (what `responses_needing_verdicts` keeps)."""
+    return (
+        verdict is not None
+        and verdict.get("follows") is not None
+        and verdict.get("response_sha256") == fingerprint
+    )
+
+
+def _refuse_empty(model: str, layout: ResultsLayout, responses: dict) -> None:
+    if not responses:
+        raise HolisafeError(
+            f"no responses for {model!r} at {layout.responses(model)}: run `holisafe-bench "
+            f"run --model {model}` or `holisafe-bench import FILE --model {model}` first"
+        )
 
 
 def judge_model(
@@ -109,6 +159,8 @@ def execute_judge(plan: JudgePlan) -> JudgeSummary:
         manifest.prompt_template_hash = phrase_list_hash(judge)
         _judge_by_strings(plan)
     else:
+        from holisafe_bench.judging.llm import run_llm_judge  # its SDK stack: only for LLMs
+
         llm_summary = run_llm_judge(plan.model, judge, plan.layout, options, plan.todo)
         if options.dry_run:
             return llm_summary
@@ -128,26 +180,45 @@ def _new_manifest(plan: JudgePlan) -> JudgeManifest:
         judge_model_id=judge.model,
         parser=judge.parser if judge.kind == "llm" else "string_match",
         params={"content_filter_as_refusal": plan.options.content_filter_as_refusal},
-        package_versions=package_versions(),
+        package_versions=_package_versions(),
         git_revision=git_revision(),
     )
 
 
+@functools.cache
+def _package_versions() -> dict[str, str]:
+    """Looked up once per process: `judge --all` writes a manifest per model."""
+    return package_versions()
+
+
 def _finish_manifest(plan: JudgePlan, manifest: JudgeManifest, summary: JudgeSummary) -> None:
     """Counts, usage and cost over the file as it now is, into the summary and the manifest."""
-    final = RecordStore(plan.output, VerdictRecord).read()
+    # String matching knows the file: what the plan read, then what it wrote (last wins).
+    final = (
+        plan.verdicts
+        if plan.judge.kind == "string_match"
+        else RecordStore(plan.output, VerdictRecord).read_dicts(plain_verdict)
+    )
     # Only verdicts of the current responses count (a stopped run can leave stale ones).
     verdicts = [
         final[i]
-        for i, response in plan.responses.items()
-        if i in final and final[i].response_sha256 == response.fingerprint()
+        for i in plan.responses
+        if i in final and final[i].get("response_sha256") == plan.fingerprints[i]
     ]
-    summary.valid = sum(v.is_valid for v in verdicts)
+    valid = [v.get("follows") is not None for v in verdicts]
+    summary.valid = sum(valid)
     summary.invalid = len(verdicts) - summary.valid
-    summary.invalid_reasons = Counter(v.invalid for v in verdicts if not v.is_valid)
-    for v in verdicts:
-        manifest.usage = manifest.usage + v.usage
-    manifest.cost_usd = round(sum(v.cost_usd for v in verdicts if not v.cached), 6)
+    summary.invalid_reasons = Counter(
+        v["invalid"] for v, ok in zip(verdicts, valid, strict=True) if not ok
+    )
+    usages = [v.get("usage", {}) for v in verdicts]
+    manifest.usage = manifest.usage + Usage(
+        input_tokens=sum(u.get("input_tokens", 0) for u in usages),
+        output_tokens=sum(u.get("output_tokens", 0) for u in usages),
+    )
+    manifest.cost_usd = round(
+        sum(v.get("cost_usd", 0.0) for v in verdicts if not v.get("cached", False)), 6
+    )
     manifest.counts = {
         "responses": len(plan.responses),
         "valid": summary.valid,
@@ -156,7 +227,9 @@ def _finish_manifest(plan: JudgePlan, manifest: JudgeManifest, summary: JudgeSum
         **{f"invalid_{k}": n for k, n in summary.invalid_reasons.items()},
     }
     if plan.judge.kind == "llm":  # replies with two different labels, and how each ended
-        manifest.label_conflicts = conflict_counts((v.raw, v.is_valid) for v in verdicts)
+        manifest.label_conflicts = conflict_counts(
+            (v.get("raw"), ok) for v, ok in zip(verdicts, valid, strict=True)
+        )
     manifest.finished_at = utc_now()
     # The LLM judge reports its details by field name; JudgeManifest declares each one and
     # forbids any other, so an undeclared detail fails here rather than in a reader.
@@ -177,15 +250,31 @@ def _check_invalid_limit(plan: JudgePlan, summary: JudgeSummary) -> None:
         )
 
 
+# Verdict lines handed to the file per write call: one call for a whole model's file, and
+# memory bounded when a file is very long.
+_LINES_PER_WRITE = 8192
+
+
 def _judge_by_strings(plan: JudgePlan) -> None:
+    """Verdicts as JSON lines straight from the decoded responses, written in bulk. A
+    verdict costs microseconds to redo, so the file is fsync'd at its end (and every few
+    seconds), not every 32 lines: a crash loses only cheap work, and still leaves at most
+    one torn line, which the store drops and cuts."""
     judge, options = plan.judge, plan.options
     matcher = StringMatchJudge(judge, content_filter_as_refusal=options.content_filter_as_refusal)
     store = RecordStore(plan.output, VerdictRecord)
+    created_at = utc_now()  # the whole batch is written now
     with (
-        store.writer(overwrite=options.overwrite) as writer,
+        store.writer(overwrite=options.overwrite, fsync_every=1 << 62, fsync_seconds=5.0) as w,
         stage_progress(f"judge {judge.name}", len(plan.todo), enabled=options.show_progress) as p,
     ):
-        for response in plan.todo:
-            verdict = matcher.judge(response)
-            writer.write(verdict)
-            p.advance(invalid=0 if verdict.is_valid else 1)
+        for start in range(0, len(plan.todo), _LINES_PER_WRITE):
+            lines, invalid = [], 0
+            for response in plan.todo[start : start + _LINES_PER_WRITE]:
+                fields = matcher.verdict_fields(response, plan.fingerprints[response["sample_id"]])
+                fields["created_at"] = created_at
+                invalid += fields["follows"] is None
+                lines.append(orjson.dumps(fields))
+                plan.verdicts[fields["sample_id"]] = fields
+            w.write_lines(lines)
+            p.advance(len(lines), invalid=invalid)
