@@ -142,12 +142,16 @@ def main() -> None:
     ref = statistics.median(r["reference"] for r in rounds)
     ours = statistics.median(r["judge"] + r["leaderboard"] for r in rounds)
     judge = statistics.median(r["judge"] for r in rounds)
+    board = statistics.median(r["leaderboard"] for r in rounds)
     rss = statistics.median(r["rss"] for r in rounds)
     print(f"{MODELS} models x {SAMPLES} responses, median of {args.rounds} interleaved rounds")
     print(f"  bytecode: {'compiled on every start' if args.no_bytecode else 'cached'}")
     print(f"  reference loop (read, lowercase, strip, match, count): {ref:6.2f} s")
     print(f"  holisafe-bench judge --all + leaderboard:              {ours:6.2f} s")
-    print(f"    of which judge {judge:.2f} s")
+    print(f"    of which judge {judge:.2f} s, leaderboard {board:.2f} s")
+    print("  per round (reference / judge / leaderboard):")
+    for r in rounds:
+        print(f"    {r['reference']:5.2f} / {r['judge']:5.2f} / {r['leaderboard']:5.2f} s")
     print(f"  ratio to the reference loop: {ours / ref:.2f}x (target <= 2.0x)")
     print(
         f"  vs the authors' script ({AUTHORS_SCRIPT_S} s, measured apart): "

@@ -52,6 +52,10 @@ class ResultsLayout:
     def responses(self, model: str) -> Path:
         return self.model_dir(model) / "responses.jsonl"
 
+    def response_fingerprints(self, model: str) -> Path:
+        """The fingerprint sidecar of `responses` (see holisafe_bench.fingerprints)."""
+        return self.model_dir(model) / "responses.fingerprints"
+
     def run_manifest(self, model: str) -> Path:
         return self.model_dir(model) / "run.json"
 

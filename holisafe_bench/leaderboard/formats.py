@@ -19,7 +19,6 @@ from holisafe_bench.leaderboard.tables import (
     percent,
     table_cells,
 )
-from holisafe_bench.rendering import render
 from holisafe_bench.taxonomy import LEADERBOARD_COLUMNS
 
 Writer = Callable[[list[LeaderboardRow], int, bool], str]
@@ -206,6 +205,8 @@ def sortable_table(
 
 
 def to_html(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
+    from holisafe_bench.rendering import render  # Jinja2: only the HTML format needs it
+
     return render("leaderboard.html.j2", table=sortable_table(rows, decimals, double_round))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from holisafe_bench.errors import HolisafeError
+from holisafe_bench.fingerprints import WatchedRead, write_sidecar
 from holisafe_bench.judging.options import JudgeOptions
 from holisafe_bench.judging.parser import conflict_counts
 from holisafe_bench.judging.string_match import StringMatchJudge, phrase_list_hash
@@ -61,6 +62,9 @@ class JudgePlan:
     fingerprints: dict[int, str] = field(default_factory=dict)  # of each response, by id
     # String matching: the verdict file's objects as the plan read them (kept or redone).
     verdicts: dict[int, Any] = field(default_factory=dict)
+    # Digest of the responses file's bytes `fingerprints` come from, when the read can
+    # vouch for them: they are then written as its sidecar, for scoring.
+    source_digest: str | None = None
 
     @property
     def output(self) -> Path:
@@ -104,7 +108,10 @@ def _plan_strings(
 ) -> JudgePlan:
     """`plan_judge` on decoded records: the same choices, without building a model per
     line (each response is hashed once, here)."""
-    responses = RecordStore(layout.responses(model), ResponseRecord).read_dicts(plain_response)
+    watch = WatchedRead(layout.responses(model))
+    stored = RecordStore(layout.responses(model), ResponseRecord)
+    responses = stored.read_dicts(watch.checked(plain_response))
+    source_digest = watch.source_digest()
     _refuse_empty(model, layout, responses)
     fingerprints = {
         i: response_fingerprint(r["outcome"], r.get("text")) for i, r in responses.items()
@@ -114,7 +121,9 @@ def _plan_strings(
     todo = [
         responses[i] for i in sorted(responses) if not _is_current(existing.get(i), fingerprints[i])
     ]
-    return JudgePlan(model, judge, layout, options, responses, todo, fingerprints, existing)
+    plan = JudgePlan(model, judge, layout, options, responses, todo, fingerprints, existing)
+    plan.source_digest = source_digest
+    return plan
 
 
 def _is_current(verdict: dict | None, fingerprint: str) -> bool:
@@ -158,6 +167,9 @@ def execute_judge(plan: JudgePlan) -> JudgeSummary:
     if judge.kind == "string_match":
         manifest.prompt_template_hash = phrase_list_hash(judge)
         _judge_by_strings(plan)
+        if plan.source_digest:
+            path = plan.layout.response_fingerprints(plan.model)
+            write_sidecar(path, plan.source_digest, plan.fingerprints)
     else:
         from holisafe_bench.judging.llm import run_llm_judge  # its SDK stack: only for LLMs
 
