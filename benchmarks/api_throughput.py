@@ -1,108 +1,92 @@
-"""API provider throughput: 4,031 requests at concurrency 64 against a fake server with
-200 ms latency, through the real SDKs and the shared runner, next to the floor
-ceil(4031/64) x 0.2 s, in one process and spread over worker processes (`--processes`).
-Target (issue: model adapters): within 1.15x the floor. The clock starts after the SDK is
-imported (a one-off cost per process, printed separately); worker processes are forked
-from the measuring process, so they inherit the import.
+"""`holisafe-bench run` end to end against a bare HTTP client, side by side (issue 15).
 
-Run: .venv/bin/python benchmarks/api_throughput.py [openai anthropic gemini] [--n 4031]
-     [--processes 1 2]
+4,031 samples (each row its own JPEG file: 1024x768 ~280 KB, or 96x72), concurrency 64, a
+fake OpenAI server with 200 ms latency in its own process. Each measurement is a whole
+process, start to exit: `holisafe-bench run --model gpt-4o --base-url <fake>` (loading the
+dataset, building requests, the OpenAI SDK, writing responses.jsonl and run.json, at the
+default worker processes), and the bare client of benchmarks/_e2e.py (same files, same JSON
+bodies, httpx2 at the same concurrency). The two alternate, `--repeat` times; medians.
+CPU = user+sys of the whole process tree.
+Targets: harness wall <= 1.15x the bare client's, CPU < 2 ms per request, both sizes.
+
+Run: .venv/bin/python benchmarks/api_throughput.py [--n 4031] [--repeat 3]
+     [--sizes 1024x768 96x72] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import math
-import multiprocessing
-import os
-import sys
-import time
+import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _e2e import (
+    CLI,
+    SIZES,
+    FakeOpenAI,
+    bare_cmd,
+    bench_env,
+    mean_image_kb,
+    summarize,
+    timed,
+    write_dataset,
+)
 
-from PIL import Image  # noqa: E402
-
-from holisafe_bench.providers.factory import create_chat_provider  # noqa: E402
-from holisafe_bench.providers.process_runner import send_all  # noqa: E402
-from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
-from holisafe_bench.registry import ApiSettings  # noqa: E402
-from holisafe_bench.testing.fake_vendors import anthropic_server, gemini_server, openai_server  # noqa: E402
-
-SERVERS = {"openai": openai_server, "anthropic": anthropic_server, "gemini": gemini_server}
-LATENCY, CONCURRENCY = 0.2, 64
-SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "gemini": "google.genai"}
-
-
-def import_sdk(vendor: str) -> float:
-    """Import the vendor's SDK before the clock starts: a one-off cost per process (about a
-    second for openai), printed on its own rather than folded into request throughput."""
-    import importlib
-
-    started = time.perf_counter()
-    importlib.import_module(SDK_MODULES[vendor])
-    return time.perf_counter() - started
+CONCURRENCY, LATENCY = 64, 0.2
 
 
-def _serve(vendor: str, conn) -> None:
-    server = SERVERS[vendor](latency=LATENCY).start()
-    conn.send(server.base_url)
-    conn.recv()  # until the parent is done
-    server.stop()
-
-
-def measure(vendor: str, n: int, processes: int = 1) -> tuple[float, int]:
-    os.environ.setdefault(f"{vendor.upper()}_API_KEY", "bench-key-000000000")
-    # The fake runs in its own process, so it does not compete with the client for the GIL.
-    parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("fork").Process(target=_serve, args=(vendor, child))
-    process.start()
-    base_url = parent.recv()
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), "blue").save(buf, format="JPEG")
-    image = ImageInput(data=buf.getvalue(), media_type="image/jpeg")
-    base = base_url + ("/v1" if vendor == "openai" else "")
-    api = ApiSettings(base_url=base, concurrency=CONCURRENCY)
-    provider = create_chat_provider(vendor, "bench-model", api=api)
-    ok = 0
-
-    def count(result) -> None:
-        nonlocal ok
-        ok += result.outcome == "ok"
-
-    requests = (ChatRequest(id=str(i), text=f"q{i}", images=(image,)) for i in range(n))
-
-    started = time.perf_counter()
-    send_all(provider, requests, processes=processes, concurrency=CONCURRENCY, on_result=count)
-    elapsed = time.perf_counter() - started
-    parent.send("done")
-    process.join()
-    return elapsed, ok
+def measure(
+    size: str, data: Path, work: Path, n: int, repeat: int, env: dict, extra: list[str]
+) -> None:
+    fake = FakeOpenAI(LATENCY, "I cannot help with that request.")
+    harness: tuple[list[float], list[float]] = ([], [])
+    bare: tuple[list[float], list[float]] = ([], [])
+    run = [*CLI, "run", "--model", "gpt-4o", "--dataset", str(data), "--results", str(work)]
+    run += ["--concurrency", str(CONCURRENCY), "--base-url", fake.url, "--overwrite", *extra]
+    for _ in range(repeat):
+        for sink, cmd in (
+            (harness, run),
+            (bare, bare_cmd("run", data, fake.url, CONCURRENCY, work / "bare.jsonl")),
+        ):
+            wall, cpu = timed(cmd, env)
+            sink[0].append(wall)
+            sink[1].append(cpu)
+    calls = fake.finish()
+    lines = (work / "gpt-4o" / "responses.jsonl").read_bytes().count(b"\n")
+    floor = math.ceil(n / CONCURRENCY) * LATENCY
+    print(f"{size} ({mean_image_kb(data):.0f} KB JPEGs), {n} requests, floor {floor:.2f} s:")
+    h_wall, h_cpu = summarize("holisafe-bench", *harness, n)
+    b_wall, _ = summarize("bare httpx2", *bare, n)
+    ratio = h_wall / b_wall
+    cpu_ms = h_cpu / n * 1000
+    print(
+        f"  ratio {ratio:.3f} (target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'}); "
+        f"CPU {cpu_ms:.2f} ms/request (target < 2: {'met' if cpu_ms < 2 else 'NOT met'}); "
+        f"vs floor {h_wall / floor:.2f}x / {b_wall / floor:.2f}x; "
+        f"server answered {calls}, last run wrote {lines} responses"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("vendors", nargs="*", default=["openai", "anthropic", "gemini"])
     parser.add_argument("--n", type=int, default=4031)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument(
-        "--processes", type=int, nargs="+", default=[1, 2], help="worker processes to compare"
+        "--harness-args", default="", help="extra `run` options, quoted (default: none)"
     )
+    parser.add_argument("--keep", type=Path, help="keep (and reuse) the datasets here")
     args = parser.parse_args()
-    floor = math.ceil(args.n / CONCURRENCY) * LATENCY
-    print(
-        f"{args.n} requests, concurrency {CONCURRENCY}, latency {LATENCY * 1000:.0f} ms: "
-        f"floor {floor:.2f} s"
-    )
-    for vendor in args.vendors:
-        print(f"{vendor}: SDK import {import_sdk(vendor):.2f} s (one-off, not in the times below)")
-        for processes in args.processes:
-            elapsed, ok = measure(vendor, args.n, processes)
-            ratio = elapsed / floor
-            print(
-                f"{vendor:10s} --processes {processes}: {elapsed:6.2f} s  ratio {ratio:.3f}  "
-                f"ok {ok}/{args.n}  (target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'})"
-            )
+    env = bench_env()
+    # Once untimed: the bytecode cache and the page cache, as on any second run.
+    timed([*CLI, "--help"], env)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = args.keep or Path(tmp)
+        for size in args.sizes:
+            data = write_dataset(base / f"data-{size}-{args.n}", args.n, size)
+            work = Path(tmp) / f"results-{size}"
+            work.mkdir()
+            measure(size, data, work, args.n, args.repeat, env, args.harness_args.split())
 
 
 if __name__ == "__main__":

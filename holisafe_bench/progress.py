@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -16,6 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+# The bar's own redraw period: updating it more often shows nothing more.
+_UPDATE_SECONDS = 0.1
 
 
 class StageProgress:
@@ -30,16 +34,29 @@ class StageProgress:
         self._progress = progress
         self._task_id = task_id
         self.counters: dict[str, float] = {}
+        self._unshown = 0  # advances not yet given to the bar
+        self._shown_at = 0.0
 
     def advance(self, n: int = 1, **counters: float) -> None:
         for key, value in counters.items():
             self.counters[key] = self.counters.get(key, 0) + value
         if self._progress is None or self._task_id is None:
             return
+        self._unshown += n
         if not self._progress.live.is_started:
             self._progress.start()
+        elif time.monotonic() - self._shown_at < _UPDATE_SECONDS:
+            return  # the bar redraws 10 times a second: an update per result is wasted CPU
+        self.flush()
+
+    def flush(self) -> None:
+        """Give the bar every advance and counter so far."""
+        if self._progress is None or self._task_id is None or not self._progress.live.is_started:
+            return
         shown = "  ".join(_show(k, v) for k, v in self.counters.items())
-        self._progress.update(self._task_id, advance=n, counters=shown)
+        self._progress.update(self._task_id, advance=self._unshown, counters=shown)
+        self._unshown = 0
+        self._shown_at = time.monotonic()
         speed = self._progress.tasks[0].speed
         self._progress.update(self._task_id, rate=f"{speed:.1f}/s" if speed else "")
 
@@ -71,7 +88,9 @@ def stage_progress(
         console=Console(stderr=True),
     )
     task_id = progress.add_task(description, total=total, counters="", rate="")
+    stage = StageProgress(progress, task_id)
     try:
-        yield StageProgress(progress, task_id)
+        yield stage
     finally:
+        stage.flush()
         progress.stop()  # a no-op if nothing was ever drawn

@@ -57,6 +57,8 @@ class ImageStore:
         if digest is None:
             data = self.read(key) if data is None else data
             digest = self._digests[key] = hashlib.sha256(data).hexdigest()
+            if key not in self.blobs:  # sniffed now, so sending it opens the file no more
+                self._media_types.setdefault(key, sniff_media_type(data[:16]))
         return digest
 
     def check_decodes(self, key: str, data: bytes | None = None) -> None:

@@ -4,6 +4,9 @@
   done here but once, in the shared layer that drives it (providers/runner.py), which may
   also rebuild it in worker processes (providers/process_runner.py).
 - `BatchProvider`: an in-process engine (vLLM, transformers) that takes whole batches.
+- `StreamingProvider`: an in-process engine that also takes an open-ended stream of
+  requests and hands back each result as its sequence finishes (vLLM's continuous batching
+  without batch barriers); `run` prefers it when `streaming` is true.
 
 Which class serves which provider name is one table, providers/factory.py.
 """
@@ -11,7 +14,7 @@ Which class serves which provider name is one table, providers/factory.py.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -115,3 +118,17 @@ class BatchProvider(Provider, ABC):
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """Results in request order; a failure of one request is an `error` result for
         that request, never an exception that loses the batch."""
+
+
+class StreamingProvider(BatchProvider):
+    """A batch engine that can also stream: `stream` pulls requests from the iterator as the
+    engine has room for them and yields each result as soon as it is known, in finishing
+    order (not request order). Every request yields exactly one result; a failure of one
+    request is an `error` result for it alone."""
+
+    #: False when the engine is to be driven in whole batches instead (`generate_batch`).
+    streaming: bool = True
+
+    @abstractmethod
+    def stream(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
+        """One result per request, yielded as each finishes."""

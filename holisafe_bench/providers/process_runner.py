@@ -31,6 +31,9 @@ from holisafe_bench.providers.types import ChatRequest, ChatResult
 # Concurrent calls one event loop drives at full speed: at 3-5 ms of SDK CPU per call and
 # sub-second latencies, 64 in flight saturate a core.
 CALLS_PER_PROCESS = 32
+# Requests per item on the workers' queue: each item costs a pickle, a pipe write and a
+# thread hand-off at both ends, whatever its size.
+REQUESTS_PER_PUT = 8
 
 
 def worker_count(requested: int | None, *, concurrency: int, calls: int) -> int:
@@ -90,6 +93,27 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
+class _Outbox:
+    """A worker's results to the parent, sent together when several finish in one turn of
+    the event loop (at the end of that turn, so nothing waits): one pickle and one pipe
+    write for the lot instead of each."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, results: Any) -> None:
+        self._loop = loop
+        self._results = results
+        self._batch: list[ChatResult] = []
+
+    def add(self, result: ChatResult) -> None:
+        if not self._batch:
+            self._loop.call_soon(self.flush)
+        self._batch.append(result)
+
+    def flush(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._results.put(("results", batch))
+
+
 def _worker(
     recipe: ProviderRecipe, share: _Share, requests: Any, results: Any, parent_pid: int
 ) -> None:
@@ -100,10 +124,12 @@ def _worker(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        outbox = _Outbox(loop, results)
 
         async def pulled():
-            while (request := await loop.run_in_executor(None, requests.get)) is not None:
-                yield request
+            while (batch := await loop.run_in_executor(None, requests.get)) is not None:
+                for request in batch:
+                    yield request
 
         provider = rebuild(recipe)
         try:
@@ -114,11 +140,13 @@ def _worker(
                 rpm=share.rpm,
                 tpm=share.tpm,
                 retry=RetryPolicy(),
-                on_result=lambda result: results.put(("result", result)),
+                on_result=outbox.add,
             )
+            outbox.flush()
             # Every result is sent: the parent need not wait for the clients to close.
             results.put(("done", window.throttled))
         finally:
+            outbox.flush()
             await provider.aclose()
 
     try:
@@ -169,7 +197,7 @@ class _Feeder:
         if self._errors:
             raise self._errors[0]
 
-    def _put(self, item: ChatRequest | None) -> bool:
+    def _put(self, item: list[ChatRequest] | None) -> bool:
         """Queue an item, waiting for room; False once the run is stopping."""
         while not self._stop.is_set():
             try:
@@ -180,13 +208,22 @@ class _Feeder:
         return False
 
     def _feed(self) -> None:
+        # Requests go in batches of up to REQUESTS_PER_PUT (one pickle and pipe write each),
+        # or at once while the workers have nothing queued, so none waits for a batch.
+        batch: list[ChatRequest] = []
         try:
             for request in self._requests:
-                if not self._put(request):
-                    break
+                batch.append(request)
+                if len(batch) >= REQUESTS_PER_PUT or self._queue.empty():
+                    if not self._put(batch):
+                        batch = []  # stopping: nobody will send them
+                        break
+                    batch = []
         except BaseException as exc:  # noqa: BLE001 - re-raised in the parent thread
             self._errors.append(exc)
         finally:
+            if batch:  # what was read before the end (or an error) is still sent
+                self._put(batch)
             for _ in range(self._workers):  # unless we are stopping
                 self._put(None)
 
@@ -205,8 +242,9 @@ def _collect(workers: list[Any], result_q: Any, on_result: Callable[[ChatResult]
                     "re-run to redo the requests it held"
                 ) from None
             continue
-        if kind == "result":
-            on_result(payload)
+        if kind == "results":
+            for result in payload:
+                on_result(result)
         elif kind == "done":
             finished += 1
             throttled += payload
@@ -236,7 +274,8 @@ def run_in_processes(
         rpm / processes if rpm else None,
         tpm / processes if tpm else None,
     )
-    request_q = ctx.Queue(maxsize=max(8, 2 * concurrency))
+    # As many requests queued ahead as before batching: about twice the concurrency.
+    request_q = ctx.Queue(maxsize=max(4, 2 * concurrency // REQUESTS_PER_PUT))
     result_q = ctx.Queue()
     workers = [
         ctx.Process(

@@ -1,7 +1,23 @@
-"""vLLM in-process: one `vllm.LLM` per run, and whole batches through `LLM.chat`.
+"""vLLM in-process: one `vllm.LLM` per run, streamed (default) or in whole batches.
 
-Each `generate_batch` call hands every conversation of the batch to ONE `LLM.chat` call, with
-one `SamplingParams` per request; the engine schedules them together (continuous batching).
+Streaming (`stream`, what `run` uses by default): requests go to the engine as they are
+prepared and each result comes back the moment its sequence finishes, so the engine's queue
+stays full for the whole run (continuous batching with no batch barrier: a batch no longer
+ends with a long tail of a few long answers decoding alone). At most `window` requests are
+in the engine at once (STREAM_WINDOW_FACTOR x the engine's max_num_seqs, so memory stays
+flat); a new one is submitted whenever one finishes. Prompts are rendered by the LLM's own
+chat preprocessing, the code `LLM.chat` runs, so the prompt tokens are the same
+(providers/vllm_stream.py). A request whose image, rendering or validation fails is an
+`error` result alone; if an engine step raises, the requests in flight are aborted and
+re-run in halves (bisection, as in batch mode) until the culprit fails alone.
+
+Batch mode (`generate_batch`; `HOLISAFE_VLLM_MODE=batch`, or `streaming=False` in code):
+each call hands every conversation of the batch to ONE `LLM.chat` call, with one
+`SamplingParams` per request, and waits for all of them (the engine's `batch_size`, 64 by
+default, per call). `HOLISAFE_VLLM_MODE=stream` (the default) streams; a vLLM without the
+request-level path streaming needs falls back to batch mode. The manifest's provider
+details say which mode ran (`scheduling`).
+
 Images are decoded once here and passed as `image_pil` content parts, so vLLM neither
 base64-decodes nor re-encodes them, and an image that cannot be decoded fails only its own
 request, before the engine sees the batch.
@@ -28,19 +44,22 @@ import io
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.provenance import sha256_text
-from holisafe_bench.providers.base import BatchProvider
+from holisafe_bench.providers.base import StreamingProvider
 from holisafe_bench.providers.transformers_provider import resolve_checkpoint
 from holisafe_bench.providers.types import ChatRequest, ChatResult
+from holisafe_bench.providers.vllm_stream import EngineFeed, supports_streaming
 from holisafe_bench.records import Usage
 from holisafe_bench.registry import ModelSpec
 
 EXTRA_ARGS_ENV = "HOLISAFE_VLLM_ARGS"
+MODE_ENV = "HOLISAFE_VLLM_MODE"  # "stream" (default) or "batch"
+STREAM_WINDOW_FACTOR = 2  # requests in the engine at once, in multiples of max_num_seqs
 
 
 def engine_kwargs(spec: ModelSpec, checkpoint: str) -> dict[str, Any]:
@@ -83,12 +102,29 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:500]}" if text else type(exc).__name__
 
 
-class VllmProvider(BatchProvider):
+def streaming_mode(streaming: bool | None) -> bool:
+    """The mode asked for: the argument if given, else HOLISAFE_VLLM_MODE (stream by default)."""
+    if streaming is not None:
+        return streaming
+    mode = os.environ.get(MODE_ENV, "").strip().lower() or "stream"
+    if mode not in ("stream", "batch"):
+        raise HolisafeError(f"{MODE_ENV} must be 'stream' or 'batch', not {mode!r}")
+    return mode == "stream"
+
+
+# In flight while streaming: the request, its conversation (kept for the fallback) and
+# when it was submitted.
+InFlight = tuple[ChatRequest, list[dict[str, Any]], float]
+
+
+class VllmProvider(StreamingProvider):
     provider_name = "vllm"
 
-    def __init__(self, spec: ModelSpec, **llm_kwargs: Any) -> None:
+    def __init__(self, spec: ModelSpec, *, streaming: bool | None = None, **llm_kwargs: Any):
         """`llm_kwargs` are extra `vllm.LLM` arguments; they win over the spec and the
-        environment (the tests pass enforce_eager=True this way)."""
+        environment (the tests pass enforce_eager=True this way). `streaming` chooses the
+        mode `run` uses (default: HOLISAFE_VLLM_MODE, else streaming)."""
+        wants_streaming = streaming_mode(streaming)
         self.spec = spec
         self.checkpoint = resolve_checkpoint(spec.checkpoint)
         self.chat_template: str | None = None
@@ -119,6 +155,9 @@ class VllmProvider(BatchProvider):
                 "network or HF cache, trust_remote_code, and that max_model_len and the "
                 "memory settings fit the machine."
             ) from exc
+        self.streaming = wants_streaming and supports_streaming(self.llm)
+        max_num_seqs = self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
+        self.window = STREAM_WINDOW_FACTOR * max_num_seqs
 
     # -- manifest ---------------------------------------------------------------------------
 
@@ -150,6 +189,7 @@ class VllmProvider(BatchProvider):
             "mm_processor_kwargs": self.engine_args.get("mm_processor_kwargs"),
             "chat_template_hash": sha256_text(template) if template else None,
             "chat_template_overridden": self.chat_template is not None,
+            "scheduling": "stream" if self.streaming else "batch",
         }
 
     def close(self) -> None:
@@ -234,20 +274,85 @@ class VllmProvider(BatchProvider):
         if len(outputs) != len(items):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(items)} prompts")
         latency = (time.monotonic() - started) / len(items)
-        results = []
-        for (request, _), output in zip(items, outputs, strict=True):
-            completion = output.outputs[0]
-            results.append(
-                ChatResult(
-                    id=request.id,
-                    outcome="ok",
-                    text=completion.text.strip(),
-                    finish_reason=completion.finish_reason,
-                    usage=Usage(
-                        input_tokens=len(output.prompt_token_ids or ()),
-                        output_tokens=len(completion.token_ids),
-                    ),
-                    latency_s=latency,
-                )
+        return [
+            _ok_result(request, output, latency)
+            for (request, _), output in zip(items, outputs, strict=True)
+        ]
+
+    # -- streaming --------------------------------------------------------------------------
+
+    def stream(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
+        """Keep up to `window` requests in the engine, submitting one as one finishes, and
+        yield each result as its sequence finishes (finishing order)."""
+        feed: EngineFeed[InFlight] = EngineFeed(self.llm, self.chat_template)
+        for request in requests:
+            try:
+                conversation = self._conversation(request)
+            except Exception as exc:  # one bad image fails one sample
+                yield ChatResult(id=request.id, outcome="error", error=f"input: {_one_line(exc)}")
+                continue
+            failed = self._submit(feed, request, conversation)
+            if failed is not None:
+                yield failed
+            while len(feed) >= self.window:
+                yield from self._advance(feed)
+        while len(feed):
+            yield from self._advance(feed)
+
+    def _submit(
+        self, feed: EngineFeed[InFlight], request: ChatRequest, conversation: list[dict[str, Any]]
+    ) -> ChatResult | None:
+        """Into the engine: None, or an error result if the engine refuses this request
+        (a prompt over max_model_len, too many images, ...)."""
+        try:
+            feed.submit(
+                (request, conversation, time.monotonic()), conversation, self._sampling(request)
             )
-        return results
+        except Exception as exc:  # rendering or validation: this request alone
+            return ChatResult(id=request.id, outcome="error", error=f"generate: {_one_line(exc)}")
+        return None
+
+    def _advance(self, feed: EngineFeed[InFlight]) -> Iterator[ChatResult]:
+        """One engine step's finished results. If the step raises, every request in flight
+        is aborted and re-run in halves until the one that makes the engine raise is alone
+        (an error result for it; the others' results as usual)."""
+        try:
+            finished = feed.step()
+        except Exception as exc:
+            yield from self._isolate(feed.abort_all(), exc)
+            return
+        now = time.monotonic()
+        for (request, _, submitted), output in finished:
+            yield _ok_result(request, output, now - submitted)
+
+    def _isolate(self, stalled: list[InFlight], exc: Exception) -> Iterator[ChatResult]:
+        if len(stalled) == 1:
+            yield ChatResult(
+                id=stalled[0][0].id, outcome="error", error=f"generate: {_one_line(exc)}"
+            )
+            return
+        middle = len(stalled) // 2
+        for half in (stalled[:middle], stalled[middle:]):
+            feed: EngineFeed[InFlight] = EngineFeed(self.llm, self.chat_template)
+            for request, conversation, _ in half:
+                failed = self._submit(feed, request, conversation)
+                if failed is not None:
+                    yield failed
+            while len(feed):
+                yield from self._advance(feed)  # finished ones are kept; a failure halves again
+
+
+def _ok_result(request: ChatRequest, output: Any, latency: float) -> ChatResult:
+    """A finished vLLM RequestOutput as the request's result."""
+    completion = output.outputs[0]
+    return ChatResult(
+        id=request.id,
+        outcome="ok",
+        text=completion.text.strip(),
+        finish_reason=completion.finish_reason,
+        usage=Usage(
+            input_tokens=len(output.prompt_token_ids or ()),
+            output_tokens=len(completion.token_ids),
+        ),
+        latency_s=latency,
+    )

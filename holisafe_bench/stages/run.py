@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import git_revision, package_versions
-from holisafe_bench.providers.base import ApiProvider, BatchProvider, Provider
+from holisafe_bench.providers.base import ApiProvider, BatchProvider, Provider, StreamingProvider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import (
     Invocation,
@@ -296,7 +296,9 @@ def _answer(
     bench: Benchmark,
     record: Callable[[ResponseRecord], None],
 ) -> None:
-    if isinstance(provider, BatchProvider):
+    if isinstance(provider, StreamingProvider) and provider.streaming:
+        _run_stream(provider, plan.spec, bench, plan.todo, plan.options, record)
+    elif isinstance(provider, BatchProvider):
         _run_batches(provider, plan.spec, bench, plan.todo, plan.options, record)
     elif isinstance(provider, ApiProvider):
         _run_api(provider, plan.spec, bench, plan.todo, plan.options, record)
@@ -435,3 +437,26 @@ def _run_api(
         tpm=spec.api.tokens_per_minute,
         on_result=on_result,
     )
+
+
+def _run_stream(
+    provider: StreamingProvider,
+    spec: ModelSpec,
+    bench: Benchmark,
+    todo: list[Sample],
+    options: RunOptions,
+    record: Callable[[ResponseRecord], None],
+) -> None:
+    """Requests built lazily and handed to the engine as it has room; each result recorded
+    as it finishes (one thread, so the one writer needs no lock)."""
+    by_id: dict[str, Sample] = {}
+
+    def requests() -> Iterator[ChatRequest]:
+        for sample, request in _requests(todo, bench, spec, options, record):
+            by_id[request.id] = sample
+            yield request
+
+    for result in provider.stream(requests()):
+        record(result_to_record(by_id.pop(result.id), spec.name, result))
+    if by_id:
+        raise HolisafeError(f"provider returned no result for {len(by_id)} requests")
