@@ -56,7 +56,9 @@ def run_demo(out: Path, *, limit: int | None = None, say=print) -> DemoResult:
             samples,
             layout,
             RunOptions(overwrite=True),
-            on_record=lambda rec: progress.advance(**{rec.outcome: 1}),
+            on_record=lambda rec: progress.advance(
+                **{rec.outcome: 1}, out_tokens=rec.usage.output_tokens
+            ),
         )
     say(f"    {_outcome_words(run.outcomes)} in {run.elapsed_s:.1f} s -> {run.output}")
     judge = get_judge(DEMO_JUDGE)

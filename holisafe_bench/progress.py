@@ -36,8 +36,11 @@ class StageProgress:
         self.counters: dict[str, float] = {}
         self._unshown = 0  # advances not yet given to the bar
         self._shown_at = 0.0
+        self._first_at: float | None = None  # the first result: rates count from here
 
     def advance(self, n: int = 1, **counters: float) -> None:
+        if self._first_at is None:
+            self._first_at = time.monotonic()
         for key, value in counters.items():
             self.counters[key] = self.counters.get(key, 0) + value
         if self._progress is None or self._task_id is None:
@@ -53,16 +56,29 @@ class StageProgress:
         """Give the bar every advance and counter so far."""
         if self._progress is None or self._task_id is None or not self._progress.live.is_started:
             return
-        shown = "  ".join(_show(k, v) for k, v in self.counters.items())
+        shown = self.counters_text()
         self._progress.update(self._task_id, advance=self._unshown, counters=shown)
         self._unshown = 0
         self._shown_at = time.monotonic()
         speed = self._progress.tasks[0].speed
         self._progress.update(self._task_id, rate=f"{speed:.1f}/s" if speed else "")
 
+    def counters_text(self) -> str:
+        elapsed = 0.0 if self._first_at is None else time.monotonic() - self._first_at
+        return "  ".join(
+            _show(k, v, elapsed)
+            for k, v in self.counters.items()
+            if not (k.endswith("_tokens") and not v)  # a provider that reports no tokens
+        )
 
-def _show(key: str, value: float) -> str:
-    """`invalid 0`, `error 3`; a `*_usd` counter as money: `spend $0.0312`."""
+
+def _show(key: str, value: float, elapsed: float = 0.0) -> str:
+    """`invalid 0`, `error 3`; a `*_usd` counter as money: `spend $0.0312`; a `*_tokens`
+    counter with its rate since the first result (model loading left out):
+    `out tokens 12,345 (410/s)`."""
+    if key.endswith("_tokens"):
+        rate = f" ({value / elapsed:,.0f}/s)" if elapsed > 0.5 else ""
+        return f"{key.removesuffix('_tokens')} tokens {value:,.0f}{rate}"
     if key.endswith("_usd"):
         return f"{key.removesuffix('_usd')} ${value:.4f}"
     return f"{key} {value:g}" if float(value).is_integer() else f"{key} {value:.4g}"

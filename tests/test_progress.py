@@ -43,3 +43,23 @@ def test_a_stage_without_results_draws_nothing_and_leaves_no_thread(monkeypatch)
     with stage_progress("run empty", 5):
         pass
     assert set(threading.enumerate()) == before and terminal.getvalue() == ""
+
+
+def test_tokens_show_with_their_rate_since_the_first_result(monkeypatch):
+    from holisafe_bench import progress as progress_module
+    from holisafe_bench.progress import StageProgress
+
+    clock = iter([100.0, 104.0])  # first result at 100 s, the text asked for at 104 s
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
+    stage = StageProgress()
+    stage.advance(ok=1, out_tokens=1200)
+    stage.counters["out_tokens"] += 400  # later results, same first-result time
+    assert stage.counters_text() == "ok 1  out tokens 1,600 (400/s)"
+
+
+def test_a_provider_without_token_counts_shows_none():
+    from holisafe_bench.progress import StageProgress
+
+    stage = StageProgress()
+    stage.advance(ok=1, out_tokens=0)
+    assert stage.counters_text() == "ok 1"

@@ -115,7 +115,9 @@ def run_cmd(
             chosen,
             layout(out),
             options,
-            on_record=lambda rec: progress.advance(**{rec.outcome: 1}),
+            on_record=lambda rec: progress.advance(
+                **{rec.outcome: 1}, out_tokens=rec.usage.output_tokens
+            ),
         )
     _print_summary(console, summary)
 

@@ -2,7 +2,7 @@
 
 Samples already answered (outcome ok or content_filter) are skipped; errors and missing
 samples are redone. Each response is appended as soon as it is known, so a crash loses at
-most the requests in flight (API) or the batch in flight (local engines).
+most the requests in flight (API, vLLM streaming) or the batch in flight (batch engines).
 """
 
 from __future__ import annotations
