@@ -124,24 +124,22 @@ def execute_import(
     plan: ImportPlan, layout: ResultsLayout, *, bench: Benchmark | None = None
 ) -> ImportSummary:
     """The execute step: responses, the side file of original records, the manifest."""
-    file, model, records, originals, summary = (
-        plan.file, plan.model, plan.records, plan.originals, plan.summary,
-    )  # fmt: skip
+    summary = plan.summary
     # Side file and manifest are rewritten with the responses (under their writer lock), so
     # all three describe this import and nothing of what was replaced.
-    store = RecordStore(layout.responses(model), ResponseRecord)
+    store = RecordStore(layout.responses(plan.model), ResponseRecord)
     with store.writer(overwrite=True) as writer:
-        for rec in records:
+        for rec in plan.records:
             writer.write(rec)
         _write_lines_atomic(
-            source_records_path(layout, model),
-            [json.dumps(o, ensure_ascii=False) for o in originals],
+            source_records_path(layout, plan.model),
+            [json.dumps(o, ensure_ascii=False) for o in plan.originals],
         )
-    summary.imported = len(records)
+    summary.imported = len(plan.records)
     manifest = ImportManifest(
-        model=model,
-        file=str(file),
-        imported=len(records),
+        model=plan.model,
+        file=str(plan.file),
+        imported=len(plan.records),
         failed_predictions=summary.failed_predictions,
         skipped_records=[str(p) for p in summary.problems if p.field != "prediction"],
         duplicates_left_out=summary.duplicates,
@@ -150,7 +148,7 @@ def execute_import(
         checked_against_dataset=summary.checked_against_dataset,
         dataset=bench.manifest_info() if bench is not None else None,
     )
-    write_json_atomic(layout.run_manifest(model), manifest.model_dump(mode="json"))
+    write_json_atomic(layout.run_manifest(plan.model), manifest.model_dump(mode="json"))
     return summary
 
 
