@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from holisafe_bench import jsonio
 from holisafe_bench.errors import HolisafeError
 
 log = logging.getLogger(__name__)
@@ -260,11 +261,7 @@ def _decode_lines(lines: list[bytes]) -> list[Any]:
 
 def _decode_line(raw: bytes) -> Any:
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
+        return jsonio.loads(raw)
     except ValueError:
         return None
 

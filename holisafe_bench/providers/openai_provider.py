@@ -3,12 +3,12 @@ SGLang, LMDeploy) through `base_url`."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import orjson
 
+from holisafe_bench import jsonio
 from holisafe_bench.providers.base import ApiProvider
 from holisafe_bench.providers.client_pool import ClientPool, shared_ssl_context
 from holisafe_bench.providers.errors import ProviderCallError
@@ -75,11 +75,7 @@ def decode_reply(raw: bytes) -> Any:
     """The reply's JSON: orjson, or the stdlib for what only it accepts (NaN literals, lone
     surrogate escapes), so no reply the SDK's parser took is refused."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
+        return jsonio.loads(raw)
     except ValueError:
         raise ProviderCallError("reply is not JSON", retryable=False) from None
 
