@@ -234,3 +234,30 @@ def test_a_rerun_keeps_the_manifest_history_and_token_totals(tmp_path, bench):
     run_model(SPEC, bench, half, layout, RunOptions(overwrite=True), provider=CountingApi())
     fresh = json.loads(layout.run_manifest("echo").read_text())
     assert len(fresh["invocations"]) == 1 and fresh["usage"]["input_tokens"] == 400
+
+
+def test_batch_size_option_reaches_a_streaming_provider(tmp_path, bench):
+    from holisafe_bench.providers.base import StreamingProvider
+
+    class Stream(StreamingProvider):
+        provider_name = "stream"
+        batch_size = 8
+        streaming = True
+
+        def __init__(self) -> None:
+            self.seen_batch_size = None
+
+        def generate_batch(self, requests):
+            raise AssertionError("streaming providers are streamed")
+
+        def stream(self, requests):
+            self.seen_batch_size = self.batch_size
+            for req in requests:
+                yield ChatResult(id=req.id, outcome="ok", text="streamed")
+
+    layout = ResultsLayout(tmp_path / "results")
+    provider = Stream()
+    run_model(SPEC, bench, bench.samples, layout, RunOptions(batch_size=3), provider=provider)
+    assert provider.seen_batch_size == 3
+    assert {r.text for r in _records(layout).values()} == {"streamed"}
+    assert len(_records(layout)) == len(bench.samples)

@@ -9,19 +9,26 @@ Two ways of turning a request into model inputs, chosen by the model file's `[en
   remote code imports the package it ships), the prompt is LLaVA-v1's, tokenised around
   the image token, and the image is padded to a square and CLIP-processed; one sample per
   generate call, as in the authors' example.
+
+`run` drives it through `stream`: requests are taken a window of a few batches at a time,
+ordered by prompt length within the window and cut into batches, so a batch pads its
+prompts little; each batch's results are recorded as it ends. Generation itself is HF
+`generate`: a batch stops as soon as every row has produced EOS (or its max tokens), but a
+row that is done keeps being computed (as padding) until then; `generate` offers no way to
+drop finished rows.
 """
 
 from __future__ import annotations
 
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.provenance import sha256_text
-from holisafe_bench.providers.base import BatchProvider
+from holisafe_bench.providers.base import StreamingProvider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Usage
 from holisafe_bench.registry import ModelSpec
@@ -30,6 +37,9 @@ BUILTIN_PREFIX = "builtin:"
 # Tried in order when the model file names no auto class; custom architectures usually
 # register under the causal-LM class.
 DEFAULT_AUTO_CLASSES = ("AutoModelForImageTextToText", "AutoModelForCausalLM")
+# Batches per sorting window while streaming: enough choice to pad little, while results
+# still reach the disk a batch at a time.
+STREAM_WINDOW_BATCHES = 4
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -131,6 +141,13 @@ class ProcessorInputs:
             padding=True,
         ).to(model.device)
 
+    def length(self, item: tuple) -> int:
+        """The prompt's token count, image tokens included, as the processor makes it (the
+        number of image tokens can depend on the image's size)."""
+        _, prompt, images = item
+        encoded = self.processor(images=images or None, text=[prompt], return_tensors="pt")
+        return int(encoded["input_ids"].shape[1])
+
     @staticmethod
     def new_tokens(output: Any, inputs: dict[str, Any]) -> Any:
         return output[:, inputs["input_ids"].shape[1] :]
@@ -219,6 +236,12 @@ class LlavaV1Inputs:
             "images": pixels.to(device=model.device, dtype=model.dtype),
         }
 
+    def length(self, item: tuple) -> int:
+        """The prompt's token count (text tokens and the one image placeholder)."""
+        from holisafe_bench.providers.llava_v1 import tokenize_around_image
+
+        return len(tokenize_around_image(item[1], self.tokenizer))
+
     @staticmethod
     def new_tokens(output: Any, inputs: dict[str, Any]) -> Any:
         # LLaVA generates from embeddings: the output is the new tokens only. Code that
@@ -259,8 +282,12 @@ def llava_snapshot(spec: ModelSpec, checkpoint: str) -> Path:
         raise _load_error(spec, checkpoint, exc) from exc
 
 
-class TransformersProvider(BatchProvider):
+class TransformersProvider(StreamingProvider):
     provider_name = "transformers"
+    #: `stream` orders this many batches' worth of requests by prompt length at a time.
+    window_batches: int = STREAM_WINDOW_BATCHES
+    #: False: `stream` keeps the order requests come in (the benchmark's baseline).
+    sort_by_length: bool = True
 
     def __init__(self, spec: ModelSpec) -> None:
         import torch
@@ -312,44 +339,102 @@ class TransformersProvider(BatchProvider):
         del self.model
 
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """Results in request order; all requests of one sampling share a generate call
+        (at most `max_batch`), in the order given."""
         results: dict[str, ChatResult] = {}
+        prepared = self._prepare(requests, results, lengths=None)
+        for group in self._groups(prepared, self.inputs.max_batch):
+            results.update(self._generate_safely(group))
+        return [results[r.id] for r in requests]
+
+    def stream(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
+        """Windows of `window_batches` x batch size requests, each ordered by prompt length
+        (tokens, as the processor makes them) and cut into batches, so a batch pads little
+        while memory stays that of one batch; each batch's results are yielded as it ends."""
+        window: list[ChatRequest] = []
+        limit = self.window_batches * self._step()
+        for request in requests:
+            window.append(request)
+            if len(window) >= limit:
+                yield from self._stream_window(window)
+                window = []
+        if window:
+            yield from self._stream_window(window)
+
+    def _stream_window(self, window: list[ChatRequest]) -> Iterator[ChatResult]:
+        failed: dict[str, ChatResult] = {}
+        step = self._step()
+        lengths: dict[str, int] | None = {} if self.sort_by_length and step > 1 else None
+        prepared = self._prepare(window, failed, lengths)
+        yield from failed.values()
+        for group in self._groups(prepared, step, lengths):
+            yield from self._generate_safely(group).values()
+
+    def _step(self) -> int:
+        """Requests per generate call while streaming: the batch size, at most max_batch."""
+        return min(self.batch_size, self.inputs.max_batch or self.batch_size)
+
+    def _prepare(
+        self,
+        requests: Iterable[ChatRequest],
+        failed: dict[str, ChatResult],
+        lengths: dict[str, int] | None,
+    ) -> list:
+        """(request, prompt, images) per request; a request whose inputs cannot be made is
+        an error result in `failed`. `lengths`, if given, gets each prompt's token count."""
         prepared = []
         for request in requests:
             try:
-                prepared.append((request, self.inputs.prompt(request), _pil_images(request)))
+                item = (request, self.inputs.prompt(request), _pil_images(request))
+                if lengths is not None:
+                    lengths[request.id] = self.inputs.length(item)
             except Exception as exc:  # one bad image fails one sample, not the batch
-                results[request.id] = ChatResult(
+                failed[request.id] = ChatResult(
                     id=request.id, outcome="error", error=f"input: {type(exc).__name__}: {exc}"
                 )
-        for group in self._groups(prepared):
-            try:
-                for result in self._generate(group):
-                    results[result.id] = result
-            except Exception:
-                # Find the culprit: fall back to one request at a time.
-                for item in group:
-                    try:
-                        results[item[0].id] = self._generate([item])[0]
-                    except Exception as exc:
-                        results[item[0].id] = ChatResult(
-                            id=item[0].id,
-                            outcome="error",
-                            error=f"generate: {type(exc).__name__}: {exc}",
-                        )
-        return [results[r.id] for r in requests]
+                continue
+            prepared.append(item)
+        return prepared
 
-    def _groups(self, prepared: list) -> list[list]:
-        """Requests that can share a generate call: same sampling, at most max_batch."""
+    def _generate_safely(self, group: list) -> dict[str, ChatResult]:
+        """The group's results by id; if the batched call fails, one request at a time (so
+        a failing request fails alone)."""
+        try:
+            return {result.id: result for result in self._generate(group)}
+        except Exception:  # find the culprit: one request at a time
+            return self._one_at_a_time(group)
+
+    def _one_at_a_time(self, group: list) -> dict[str, ChatResult]:
+        results = {}
+        for item in group:
+            try:
+                results[item[0].id] = self._generate([item])[0]
+            except Exception as exc:
+                results[item[0].id] = ChatResult(
+                    id=item[0].id,
+                    outcome="error",
+                    error=f"generate: {type(exc).__name__}: {exc}",
+                )
+        return results
+
+    @staticmethod
+    def _groups(
+        prepared: list, step: int | None, lengths: dict[str, int] | None = None
+    ) -> list[list]:
+        """Requests that can share a generate call: same sampling, at most `step` (None: no
+        limit), ordered by prompt length when `lengths` are given (stable: ties keep their
+        order)."""
         by_sampling: dict[tuple[int, float, float | None], list] = {}
         for item in prepared:
             request = item[0]
             key = (request.max_tokens, request.temperature, request.top_p)
             by_sampling.setdefault(key, []).append(item)
-        size = self.inputs.max_batch
         groups = []
         for group in by_sampling.values():
-            step = size or len(group)
-            groups += [group[i : i + step] for i in range(0, len(group), step)]
+            if lengths is not None:
+                group.sort(key=lambda item: lengths[item[0].id])
+            size = step or len(group)
+            groups += [group[i : i + size] for i in range(0, len(group), size)]
         return groups
 
     def _generate(self, items: list) -> list[ChatResult]:

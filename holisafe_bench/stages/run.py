@@ -297,6 +297,8 @@ def _answer(
     record: Callable[[ResponseRecord], None],
 ) -> None:
     if isinstance(provider, StreamingProvider) and provider.streaming:
+        if plan.options.batch_size:  # --batch-size still bounds a streaming engine's batches
+            provider.batch_size = plan.options.batch_size
         _run_stream(provider, plan.spec, bench, plan.todo, plan.options, record)
     elif isinstance(provider, BatchProvider):
         _run_batches(provider, plan.spec, bench, plan.todo, plan.options, record)
