@@ -12,7 +12,6 @@ Run: .venv-vllm/bin/python benchmarks/vllm_batching.py [--n 300] [--batch-size 6
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -20,14 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+from holisafe_bench.testing.vllm_env import use_offline_cpu_env  # noqa: E402
+
+use_offline_cpu_env()  # before vLLM is imported
 
 
 def _requests(data_dir: Path, n: int, max_tokens: int, spec):

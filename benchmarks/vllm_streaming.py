@@ -18,7 +18,6 @@ Run: .venv-vllm/bin/python benchmarks/vllm_streaming.py [--n 400] [--batch-size 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -28,14 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+from holisafe_bench.testing.vllm_env import use_offline_cpu_env  # noqa: E402
+
+use_offline_cpu_env()  # before vLLM is imported
 
 
 def _requests(data_dir: Path, n: int, spec, long_share: float, seed: int):

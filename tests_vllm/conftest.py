@@ -7,18 +7,14 @@ provider for all its tests and closes it at the end.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from holisafe_bench.testing.vllm_env import use_offline_cpu_env
+
 # Before vLLM is imported: no hub, a small CPU KV cache, a spawned (not forked) engine.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+use_offline_cpu_env()
 
 pytest.importorskip("vllm", reason="vLLM is installed in .venv-vllm by tests_vllm/run.sh")
 
