@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from holisafe_bench.cli.main import app
 from holisafe_bench.testing.fake_vendors import openai_server
+from holisafe_bench.testing.tiny_models import default_cache_dir
 from tests.conftest import KEY
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -34,6 +35,7 @@ VOLATILE = {
 }
 runner = CliRunner()
 REPO = str(Path(__file__).resolve().parent.parent)  # the checkout differs between machines
+CACHE = str(default_cache_dir())  # where the tiny model is built: $HOLISAFE_CACHE or ~/.cache
 
 
 def _cli(*args: str) -> str:
@@ -54,7 +56,7 @@ def _normal(value, tmp: str):
     if isinstance(value, list):
         return [_normal(v, tmp) for v in value]
     if isinstance(value, str):
-        return value.replace(tmp, "<tmp>").replace(REPO, "<repo>")
+        return value.replace(tmp, "<tmp>").replace(REPO, "<repo>").replace(CACHE, "<cache>")
     return value
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import git_revision, package_versions
-from holisafe_bench.providers.base import ApiProvider, BatchProvider, Provider, StreamingProvider
+from holisafe_bench.providers.base import Provider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import (
     Invocation,
@@ -28,6 +28,7 @@ from holisafe_bench.records import (
     utc_now,
 )
 from holisafe_bench.registry import ModelSpec
+from holisafe_bench.stages.dispatch import DispatchSettings, Work, dispatch
 from holisafe_bench.store import RecordStore, write_json_atomic
 
 if TYPE_CHECKING:
@@ -296,16 +297,14 @@ def _answer(
     bench: Benchmark,
     record: Callable[[ResponseRecord], None],
 ) -> None:
-    if isinstance(provider, StreamingProvider) and provider.streaming:
-        if plan.options.batch_size:  # --batch-size still bounds a streaming engine's batches
-            provider.batch_size = plan.options.batch_size
-        _run_stream(provider, plan.spec, bench, plan.todo, plan.options, record)
-    elif isinstance(provider, BatchProvider):
-        _run_batches(provider, plan.spec, bench, plan.todo, plan.options, record)
-    elif isinstance(provider, ApiProvider):
-        _run_api(provider, plan.spec, bench, plan.todo, plan.options, record)
-    else:
-        raise HolisafeError(f"provider {type(provider).__name__} cannot run samples")
+    spec, options = plan.spec, plan.options
+    work = Work(
+        samples=plan.todo,
+        build=lambda sample: build_request(sample, bench, spec, options),
+        on_result=lambda sample, result: record(result_to_record(sample, spec.name, result)),
+        on_failure=lambda sample, reason: record(failed_record(sample, spec.name, reason)),
+    )
+    dispatch(provider, work, DispatchSettings.for_spec(spec, options))
 
 
 def _finish_manifest(
@@ -345,120 +344,3 @@ def issue_to_dict(issue: Any) -> dict[str, Any]:
 
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(issue).items()}
     return {"issue": str(issue)}
-
-
-def _requests(
-    samples: Iterable[Sample],
-    bench: Benchmark,
-    spec: ModelSpec,
-    options: RunOptions,
-    record: Callable[[ResponseRecord], None],
-) -> Iterator[tuple[Sample, ChatRequest]]:
-    """Requests built lazily (memory stays flat); a sample whose request cannot be built is
-    recorded as failed and the run goes on."""
-    for sample in samples:
-        try:
-            yield sample, build_request(sample, bench, spec, options)
-        except Exception as exc:  # noqa: BLE001 - one bad sample must not end the run
-            record(failed_record(sample, spec.name, f"request: {type(exc).__name__}: {exc}"))
-
-
-def _run_batches(
-    provider: BatchProvider,
-    spec: ModelSpec,
-    bench: Benchmark,
-    todo: list[Sample],
-    options: RunOptions,
-    record: Callable[[ResponseRecord], None],
-) -> None:
-    size = options.batch_size or spec.engine.batch_size or provider.batch_size
-    batch: list[tuple[Sample, ChatRequest]] = []
-
-    def flush() -> None:
-        results = provider.generate_batch([req for _, req in batch])
-        if len(results) != len(batch):
-            raise HolisafeError(
-                f"provider returned {len(results)} results for a batch of {len(batch)}"
-            )
-        for (sample, _), result in zip(batch, results, strict=True):
-            record(result_to_record(sample, spec.name, result))
-        batch.clear()
-
-    for item in _requests(todo, bench, spec, options, record):
-        batch.append(item)
-        if len(batch) >= size:
-            flush()
-    if batch:
-        flush()
-
-
-def _locked(record: Callable[[ResponseRecord], None]) -> Callable[[ResponseRecord], None]:
-    import threading
-
-    lock = threading.Lock()
-
-    def locked(response: ResponseRecord) -> None:
-        with lock:
-            record(response)
-
-    return locked
-
-
-def _run_api(
-    provider: ApiProvider,
-    spec: ModelSpec,
-    bench: Benchmark,
-    todo: list[Sample],
-    options: RunOptions,
-    record: Callable[[ResponseRecord], None],
-) -> None:
-    from holisafe_bench.providers.process_runner import send_all, worker_count
-
-    by_id: dict[str, Sample] = {}
-    concurrency = options.concurrency or spec.api.concurrency
-    processes = worker_count(options.processes, concurrency=concurrency, calls=len(todo))
-    if processes > 1:
-        # Requests are then built in a feeder thread, which records unbuildable samples
-        # while this thread records results: one writer, behind a lock.
-        record = _locked(record)
-
-    def requests() -> Iterator[ChatRequest]:
-        for sample, request in _requests(todo, bench, spec, options, record):
-            by_id[request.id] = sample
-            yield request
-
-    def on_result(result: ChatResult) -> None:
-        record(result_to_record(by_id.pop(result.id), spec.name, result))
-
-    send_all(
-        provider,
-        requests(),
-        processes=processes,
-        concurrency=concurrency,
-        rpm=spec.api.requests_per_minute,
-        tpm=spec.api.tokens_per_minute,
-        on_result=on_result,
-    )
-
-
-def _run_stream(
-    provider: StreamingProvider,
-    spec: ModelSpec,
-    bench: Benchmark,
-    todo: list[Sample],
-    options: RunOptions,
-    record: Callable[[ResponseRecord], None],
-) -> None:
-    """Requests built lazily and handed to the engine as it has room; each result recorded
-    as it finishes (one thread, so the one writer needs no lock)."""
-    by_id: dict[str, Sample] = {}
-
-    def requests() -> Iterator[ChatRequest]:
-        for sample, request in _requests(todo, bench, spec, options, record):
-            by_id[request.id] = sample
-            yield request
-
-    for result in provider.stream(requests()):
-        record(result_to_record(by_id.pop(result.id), spec.name, result))
-    if by_id:
-        raise HolisafeError(f"provider returned no result for {len(by_id)} requests")

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_LLAVA_VERSION = "1"
+TINY_LLAVA_VERSION = "2"  # 2: a fixed vocabulary (1 was trained, differently each build)
 _CORPUS_TEXT = (
     "what shape colour word picture describe this image the a is in on red green blue "
     "circle square triangle sorry cannot help here answer question please sure yes no "
@@ -59,17 +59,22 @@ def ensure_tiny_llava(path: Path | None = None) -> Path:
     return target
 
 
-def _train_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
-    special = list(SPECIAL_TOKENS)
-    tok = Tokenizer(models.WordPiece(unk_token="<unk>", max_input_chars_per_word=32))
+
+def corpus_tokenizer():
+    """WordPiece over a fixed vocabulary: the special tokens, the corpus words, and single
+    letters (word-initial and ##-continued) to spell any other word. Fixed, not trained:
+    training breaks ties at random (Rust's hash seeds), so each build would number the
+    tokens differently and a random-weight model would say something else every time."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = sorted(set(_CORPUS) - set(SPECIAL_TOKENS))
+    letters = [*_LETTERS, *(f"##{c}" for c in _LETTERS)]
+    tokens = [*SPECIAL_TOKENS, *words, *(c for c in letters if c not in words)]
+    vocab = {token: n for n, token in enumerate(tokens)}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="<unk>", max_input_chars_per_word=32))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=special)
-    letters = [" ".join(w) for w in _CORPUS] + [
-        "a b c d e f g h i j k l m n o p q r s t u v w x y z"
-    ]
-    tok.train_from_iterator([" ".join(_CORPUS)] * 4 + letters, trainer=trainer)
     return fast_tokenizer(tok)
 
 
@@ -107,7 +112,7 @@ def build_tiny_llava(out_dir: Path, *, seed: int = 0) -> Path:
     )
 
     out_dir = Path(out_dir)
-    tokenizer = _train_tokenizer()
+    tokenizer = corpus_tokenizer()
     image_size, patch = 32, 8
     vision = CLIPVisionConfig(
         hidden_size=32,

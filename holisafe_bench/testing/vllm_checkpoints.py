@@ -4,7 +4,7 @@
   vLLM 0.32 reads the CLIP tower under `vision_tower.vision_model.*`, which transformers 5 no longer
   writes, so the safetensors keys are renamed here.
 - Qwen2-VL: a 2-layer vision tower and a 2-layer Qwen2 text model with M-RoPE, the tokenizer
-  trained locally (tiny_models) plus Qwen's special tokens, and a small ChatML template.
+  over a fixed vocabulary (tiny_models) plus Qwen's special tokens, and a small ChatML template.
 
 Attention heads are 32 wide: vLLM's CPU attention kernels only take head sizes of 32, 64, ...
 Their answers are noise; they exist to run vLLM's real code paths in seconds.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from holisafe_bench.testing.tiny_models import _train_tokenizer, build_tiny_llava
+from holisafe_bench.testing.tiny_models import build_tiny_llava, corpus_tokenizer
 
 QWEN_SPECIALS = (
     "<|endoftext|>",
@@ -66,7 +66,7 @@ def build_vllm_llava(out_dir: Path) -> Path:
 def _qwen_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
-    base = _train_tokenizer().backend_tokenizer
+    base = corpus_tokenizer().backend_tokenizer
     base.add_special_tokens(list(QWEN_SPECIALS))
     return PreTrainedTokenizerFast(
         tokenizer_object=base,
