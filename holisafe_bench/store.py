@@ -123,15 +123,24 @@ class RecordStore(Generic[R]):
         line that is not JSON gives None in its place."""
         return _decode_lines([raw for _, raw in self.iter_lines()])
 
-    def read_dicts(self, accept: Callable[[Any], bool]) -> dict[int, dict[str, Any]]:
+    def read_dicts(
+        self,
+        accept: Callable[[Any], bool],
+        accept_all: Callable[[list[Any]], bool] | None = None,
+    ) -> dict[int, dict[str, Any]]:
         """All records by key as plain dicts, the last line for a key winning, without
         building models (for fast paths). A decoded line that `accept` passes is kept as
         decoded; any other goes through the record type's own validation, exactly as in
         `read()` (kept as its `model_dump()`, or skipped, counted and logged). So `accept`
-        must only pass what validation would accept unchanged."""
+        must only pass what validation would accept unchanged. `accept_all`, if given, is
+        `accept` over the whole file at once (record_columns.py): when it passes, no line
+        is checked alone."""
         records: dict[int, dict[str, Any]] = {}
         numbered = list(self.iter_lines())
         decoded = _decode_lines([raw for _, raw in numbered])
+        if accept_all is not None and accept_all(decoded):
+            key = self.key
+            return {data[key]: data for data in decoded}
         for (lineno, raw), data in zip(numbered, decoded, strict=True):
             if not accept(data):
                 record = self._validate(lineno, raw)

@@ -23,6 +23,7 @@ from holisafe_bench.judging.verdicts import JudgeSummary
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.progress import stage_progress
 from holisafe_bench.provenance import git_revision, package_versions
+from holisafe_bench.record_columns import plain_responses, plain_verdicts
 from holisafe_bench.records import (
     JudgeManifest,
     ResponseRecord,
@@ -110,14 +111,14 @@ def _plan_strings(
     line (each response is hashed once, here)."""
     watch = WatchedRead(layout.responses(model))
     stored = RecordStore(layout.responses(model), ResponseRecord)
-    responses = stored.read_dicts(watch.checked(plain_response))
+    responses = stored.read_dicts(watch.checked(plain_response), plain_responses)
     source_digest = watch.source_digest()
     _refuse_empty(model, layout, responses)
     fingerprints = {
         i: response_fingerprint(r["outcome"], r.get("text")) for i, r in responses.items()
     }
     store = RecordStore(layout.verdicts(model, judge.name), VerdictRecord)
-    existing = {} if options.overwrite else store.read_dicts(plain_verdict)
+    existing = {} if options.overwrite else store.read_dicts(plain_verdict, plain_verdicts)
     todo = [
         responses[i] for i in sorted(responses) if not _is_current(existing.get(i), fingerprints[i])
     ]
@@ -209,7 +210,7 @@ def _finish_manifest(plan: JudgePlan, manifest: JudgeManifest, summary: JudgeSum
     final = (
         plan.verdicts
         if plan.judge.kind == "string_match"
-        else RecordStore(plan.output, VerdictRecord).read_dicts(plain_verdict)
+        else RecordStore(plan.output, VerdictRecord).read_dicts(plain_verdict, plain_verdicts)
     )
     # Only verdicts of the current responses count (a stopped run can leave stale ones).
     verdicts = [
