@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +90,8 @@ def contained_path(root: Path, key: str, folder: Path) -> Path:
     if Path(key).is_absolute():
         raise ImagePathError(f"{key!r} is an absolute path; use a path relative to {root}")
     try:
-        target = (root / key).resolve()
-        inside = _is_within(target, folder.resolve()) or _is_within(target, _hf_cache_root())
+        target = _resolve(root / key)
+        inside = _is_within(target, _resolved(str(folder))) or _is_within(target, _hf_cache_root())
     except (OSError, RuntimeError, ValueError) as exc:  # symlink loop, NUL byte, ...
         raise ImagePathError(f"{key!r} cannot be resolved: {exc}") from exc
     if not inside:
@@ -99,6 +100,21 @@ def contained_path(root: Path, key: str, folder: Path) -> Path:
             "Hugging Face cache); move the file into the dataset folder and fix the path"
         )
     return target
+
+
+def _resolve(path: Path) -> Path:
+    """`path.resolve()`, with the folder part resolved once per folder: thousands of images
+    share a few folders, and resolving walks (lstat) every component. Only a final
+    component that is itself a symlink (or '.', '..') is resolved in full."""
+    name = path.name
+    if name in ("", ".", "..") or path.is_symlink():
+        return path.resolve()
+    return _resolved(str(path.parent)) / name
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(folder: str) -> Path:
+    return Path(folder).resolve()
 
 
 def _is_within(path: Path, folder: Path | None) -> bool:
@@ -111,7 +127,7 @@ def _hf_cache_root() -> Path | None:
         from huggingface_hub import constants
     except ImportError:
         return None
-    return Path(constants.HF_HUB_CACHE).resolve()
+    return _resolved(str(constants.HF_HUB_CACHE))
 
 
 @dataclass

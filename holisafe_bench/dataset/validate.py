@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from holisafe_bench.dataset.image_header import header_dimensions
 from holisafe_bench.records import Sample
 from holisafe_bench.taxonomy import CATEGORY_OF, IMAGE_SAFETY_LABELS, TYPES, image_is_safe
 
@@ -116,18 +117,18 @@ def to_sample(raw: dict[str, Any], image_key: str) -> Sample:
 def check_image(data: bytes, *, max_pixels: int) -> str | None:
     """None if the image header is usable, else why not. Cheap: the pixels are not decoded
     (decode_problem does that)."""
+    dimensions = header_dimensions(data)
+    if dimensions is not None:  # a JPEG or PNG header read without PIL (image_header.py)
+        return _pixel_cap_problem(*dimensions, max_pixels=max_pixels)
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    return (
-                        f"{width}x{height} = {width * height:,} pixels exceeds the cap of "
-                        f"{max_pixels:,} (decompression-bomb guard; raise --max-pixels if real)"
-                    )
+                problem = _pixel_cap_problem(*img.size, max_pixels=max_pixels)
+                if problem is not None:
+                    return problem
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"decompression-bomb guard: {exc}"
     except Exception as exc:  # PIL raises many types for bad data
@@ -137,6 +138,15 @@ def check_image(data: bytes, *, max_pixels: int) -> str | None:
 
 # sha256 of an image's bytes -> why it does not fully decode (None: it does). A full decode
 # costs milliseconds per photo, so each distinct content is decoded once per process.
+def _pixel_cap_problem(width: int, height: int, *, max_pixels: int) -> str | None:
+    if width * height > max_pixels:
+        return (
+            f"{width}x{height} = {width * height:,} pixels exceeds the cap of "
+            f"{max_pixels:,} (decompression-bomb guard; raise --max-pixels if real)"
+        )
+    return None
+
+
 _DECODE_VERDICTS: dict[str, str | None] = {}
 
 
