@@ -76,6 +76,15 @@ class ResultsLayout:
         """Vendor batch jobs submitted for these verdicts (so a re-run polls, not re-pays)."""
         return self.model_dir(model) / "batches" / f"{judge}.jsonl"
 
+    def guard_dir(self, guard: str) -> Path:
+        return self.model_dir(guard) / "guard"
+
+    def guard_verdicts(self, guard: str, protocol: str) -> Path:
+        return self.model_dir(guard) / "guard" / f"{protocol}.jsonl"
+
+    def guard_manifest(self, guard: str, protocol: str) -> Path:
+        return self.model_dir(guard) / "guard" / f"{protocol}.json"
+
     def judge_cache(self) -> Path:
         return self.root / ".cache" / "judge_cache.sqlite"
 

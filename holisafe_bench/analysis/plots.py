@@ -232,3 +232,62 @@ def _point_box(ax, point: tuple[float, float]):
 
     x, y = ax.transData.transform(point)
     return Bbox.from_extents(x - 3, y - 3, x + 3, y + 3)
+
+
+# --- guard classification ---------------------------------------------------------------------
+
+
+def guard_roc(
+    curves: dict[str, tuple[list[float], list[float]]],
+    out_dir: Path,
+    protocol: str,
+    formats: tuple[str, ...] = FORMATS,
+) -> list[Path]:
+    """ROC curves of the guards that give scores, one line each, on one protocol."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (fpr, tpr) in curves.items():
+        ax.plot(fpr, tpr, linewidth=1.4, label=name)
+    ax.plot([0, 1], [0, 1], color="gray", linewidth=0.8, linestyle="--")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("false positive rate (safe flagged unsafe)")
+    ax.set_ylabel("true positive rate (unsafe caught)")
+    ax.set_title(f"Guard ROC curves, protocol {protocol}")
+    if curves:
+        legend = ax.legend(fontsize="small", loc="lower right")
+        for text in legend.get_texts():
+            text.set_parse_math(False)  # a guard name is text, never mathtext
+    return _save(fig, out_dir, f"guard_roc_{protocol}", formats)
+
+
+def guard_confusion(
+    matrix: list[list[int]],
+    labels: tuple[tuple[str, ...], tuple[str, ...]],
+    title: str,
+    out_dir: Path,
+    stem: str,
+    formats: tuple[str, ...] = FORMATS,
+) -> list[Path]:
+    """The 20-way confusion matrix: rows the image's label, columns the predicted one;
+    colour the share of the row, the count written in each non-empty cell."""
+    plt = _pyplot()
+    rows, columns = labels
+    counts = np.array(matrix, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    fig, ax = plt.subplots(figsize=(10, 8.5))
+    image = ax.imshow(shares * 100, cmap="Blues", vmin=0, vmax=100)
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels(columns, rotation=60, ha="right", fontsize="x-small")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize="x-small")
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            colour = "white" if shares[i, j] > 0.5 else "black"
+            ax.text(j, i, str(int(count)), ha="center", va="center", fontsize=6, color=colour)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("image label")
+    fig.colorbar(image, ax=ax, label="share of the row (%)")
+    ax.set_title(f"20-way confusion: {title}", parse_math=False)
+    return _save(fig, out_dir, stem, formats)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from holisafe_bench.analysis import plots
 from holisafe_bench.analysis.offload import Offload
 from holisafe_bench.analysis.thumbnails import image_chunks, thumbnails
-from holisafe_bench.leaderboard import SortableTable, leaderboard_rows, sortable_table
+from holisafe_bench.leaderboard import SortableTable, leaderboard_rows, percent, sortable_table
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import package_versions
 from holisafe_bench.records import utc_now
@@ -131,15 +131,17 @@ def build_report(
             layout, records, judges, helper, plot_dir, formats
         )
         agreement = _agreement_section(masr, helper, plot_dir, formats)
+        guards = _guard_sections(layout, helper, plot_dir, formats)
         samples, rows = _browser_rows(
             records, models, judges, bench, max_response_chars, max_reply_chars
         )
         helper.work_along()
-        for section in [*leaderboards, agreement]:
+        for section in [*leaderboards, agreement, *guards]:
             section.resolve()
         thumbs = dict(pair for job in thumb_jobs for pair in job.result())
     data = _encode_browser_data(models, judges, samples, rows, thumbs)
-    page = _page(leaderboards, agreement, _manifests(layout, models), data, judges)
+    manifests = _manifests(layout, models) + _guard_manifests(layout)
+    page = _page(leaderboards, agreement, manifests, data, judges, guards)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(page, encoding="utf-8")
     n_thumbs = sum(1 for t in thumbs.values() if t)
@@ -205,6 +207,76 @@ def _leaderboard_sections(
         )
         sections.append(section)
     return sections, masr
+
+
+@dataclass
+class GuardSection:
+    """The guard table of one protocol, its ROC curves and each category-predicting
+    guard's confusion matrix (plot jobs until `resolve`, then Images)."""
+
+    protocol: str
+    table: SortableTable
+    plots: list[Any]
+    wide: list[Any]
+
+    def resolve(self) -> None:
+        self.plots = [_image(j) for j in self.plots]
+        self.wide = [_image(j) for j in self.wide]
+
+
+def _guard_sections(
+    layout: ResultsLayout, helper: Offload, plot_dir: Path, formats: tuple[str, ...]
+) -> list[GuardSection]:
+    """A section per protocol with guard verdicts (none: the report is as it was)."""
+    from holisafe_bench.analysis.guard_metrics import (
+        CONFUSION_COLUMNS,
+        CONFUSION_ROWS,
+        protocols_with_verdicts,
+    )
+    from holisafe_bench.leaderboard.guard_table import build_guard_rows, guard_sortable_table
+
+    sections = []
+    for protocol in protocols_with_verdicts(layout):
+        rows = build_guard_rows(layout, protocol)
+        curves = {
+            f"{r.display_name} (AUROC {percent(r.score.auroc)})": r.score.roc
+            for r in rows
+            if r.score.roc is not None
+        }
+        roc = []  # no guard with scores: no curve to draw
+        if curves:
+            roc.append(helper.submit(plots.guard_roc, curves, plot_dir, protocol, formats))
+        wide = [
+            helper.submit(
+                plots.guard_confusion,
+                r.score.twenty_way.matrix,
+                (CONFUSION_ROWS, CONFUSION_COLUMNS),
+                f"{r.display_name} ({protocol})",
+                plot_dir,
+                f"guard_confusion_{r.guard}_{protocol}",
+                formats,
+            )
+            for r in rows
+            if r.score.twenty_way is not None
+        ]
+        table = guard_sortable_table(rows, table_id=f"guards-{protocol}")
+        sections.append(GuardSection(protocol, table, roc, wide))
+    return sections
+
+
+def _guard_manifests(layout: ResultsLayout) -> list[tuple[str, str]]:
+    from holisafe_bench.analysis.guard_metrics import guards_with_verdicts, protocols_with_verdicts
+
+    paths = [
+        layout.guard_manifest(guard, protocol)
+        for protocol in protocols_with_verdicts(layout)
+        for guard in guards_with_verdicts(layout, protocol)
+    ]
+    return [
+        (str(p.relative_to(layout.root)), p.read_text(encoding="utf-8"))
+        for p in paths
+        if p.exists()
+    ]
 
 
 def _image_keys(bench: Any, records: dict[str, Any]) -> list[str]:
@@ -333,9 +405,12 @@ def _page(
     manifests: list[tuple[str, str]],
     data: str,
     judges: list[str],
+    guards: list[GuardSection] | None = None,
 ) -> str:
     nav = [(f"leaderboard-{j}", f"Leaderboard: {j}") for j in judges]
-    nav += [("agreement", "Judge agreement"), ("manifests", "Manifests"), ("samples", "Samples")]
+    nav += [("agreement", "Judge agreement")]
+    nav += [("guards", "Guard classification")] if guards else []
+    nav += [("manifests", "Manifests"), ("samples", "Samples")]
     return render(
         "report.html.j2",
         generated=utc_now(),
@@ -344,6 +419,7 @@ def _page(
         nav=nav,
         leaderboards=leaderboards,
         agreement=agreement,
+        guards=guards or [],
         manifests=manifests,
         data=data,
     )

@@ -170,8 +170,10 @@ def report_cmd(
     from holisafe_bench.analysis.report import build_report
     from holisafe_bench.dataset import load_benchmark
 
+    from holisafe_bench.analysis.guard_metrics import protocols_with_verdicts
+
     results = layout(out)
-    if not results.judges_with_verdicts():
+    if not results.judges_with_verdicts() and not protocols_with_verdicts(results):
         from holisafe_bench.errors import HolisafeError
 
         raise HolisafeError(

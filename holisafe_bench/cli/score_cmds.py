@@ -31,7 +31,10 @@ def register(app: typer.Typer) -> None:
             "mASR, RR, in percent. Formats: csv (the paper's layout), md, latex (booktabs, "
             "best bold, second underlined, groups as blocks), html (self-contained, sortable), "
             "json. --compare FILE lists deltas against a reference table such as "
-            "results/published/leaderboard_4031_sm.csv; --ci adds rank intervals."
+            "results/published/leaderboard_4031_sm.csv; --ci adds rank intervals. --guard "
+            "writes the guard table instead (guard-score's columns, one row per guard; "
+            "--model names guards, --protocol picks image or input), and --compare "
+            "results/published/guard_image.csv sets it beside the paper's guard table."
         ),
     )(leaderboard_cmd)
 
@@ -204,8 +207,13 @@ def leaderboard_cmd(
     ci: float = typer.Option(
         None, "--ci", help="Add rank intervals at this level (e.g. 0.95), by bootstrap."
     ),
+    guard: bool = typer.Option(
+        False, "--guard", help="The guard classification table (holisafe-bench guard-score)."
+    ),
+    protocol: str = typer.Option("image", "--protocol", help="With --guard: image or input."),
     out: Path = ResultsOption,
 ) -> None:
+    # Long: only in its signature (one typer option per flag).
     from holisafe_bench.analysis.published import read_leaderboard_csv
     from holisafe_bench.errors import HolisafeError
     from holisafe_bench.leaderboard import (
@@ -219,6 +227,15 @@ def leaderboard_cmd(
     if fmt not in FORMATS:
         raise HolisafeError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     check_level(ci)
+    if guard:  # its own rows, written by the same format table
+        from holisafe_bench.cli.guard_score_cmds import guard_leaderboard
+
+        not_for_guards = {"--pooled": pooled, "--double-round": double_round, "--ci": ci}
+        guard_leaderboard(
+            fmt=fmt, protocol=protocol, decimals=decimals, guards=models, output=output,
+            compare=compare, out=out, refused=not_for_guards,
+        )  # fmt: skip
+        return
     results = layout(out)
     rows = build_leaderboard(results, judge, pooled=pooled, models=split_csv(models))
     if not rows:

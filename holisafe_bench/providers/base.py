@@ -4,6 +4,8 @@
   done here but once, in the shared layer that drives it (providers/runner.py), which may
   also rebuild it in worker processes (providers/process_runner.py).
 - `BatchProvider`: an in-process engine (vLLM, transformers) that takes whole batches.
+- `ClassifierProvider`: an in-process model read by a forward pass, not by generation (a
+  Safe-VLM's safety head, ShieldGemma 2): probabilities by name for each request.
 - `StreamingProvider`: an in-process engine that also takes an open-ended stream of
   requests and hands back each result as its sequence finishes (vLLM's continuous batching
   without batch barriers); `run` prefers it when `streaming` is true.
@@ -132,3 +134,30 @@ class StreamingProvider(BatchProvider):
     @abstractmethod
     def stream(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
         """One result per request, yielded as each finishes."""
+
+
+@dataclass
+class ClassifyResult:
+    """A classifier's probabilities for one request, by name, or why there are none."""
+
+    id: str
+    probs: dict[str, float] | None = None
+    error: str | None = None
+    latency_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.probs is None) == (self.error is None):
+            raise ValueError("a classify result has exactly one of 'probs' and 'error'")
+
+
+class ClassifierProvider(Provider, ABC):
+    """A model read by one forward pass per batch (no generation). Built by
+    factory.create_classifier from the guard's model spec and `classifier_options`."""
+
+    #: How many requests one `classify_batch` call should get.
+    batch_size: int = 16
+
+    @abstractmethod
+    def classify_batch(self, requests: Sequence[ChatRequest]) -> list[ClassifyResult]:
+        """Results in request order; a failure of one request is an error result for that
+        request, never an exception that loses the batch."""

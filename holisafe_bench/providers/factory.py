@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from holisafe_bench.errors import HolisafeError
-from holisafe_bench.providers.base import ApiProvider, Provider, ProviderRecipe
+from holisafe_bench.providers.base import (
+    ApiProvider,
+    ClassifierProvider,
+    Provider,
+    ProviderRecipe,
+)
 from holisafe_bench.providers.batch_api import BatchJobApi
 from holisafe_bench.registry import ApiSettings, ModelSpec
 
@@ -86,6 +91,23 @@ def create_provider(spec: ModelSpec) -> Provider:
     """The provider for a model under test; raises a HolisafeError before any sample if it
     cannot be set up (missing key, missing weights, no GPU)."""
     return provider_class(spec.provider).from_spec(spec)
+
+
+# Guards read by a forward pass (guarding/spec.py CLASSIFIER_KINDS): kind -> "module:Class",
+# a ClassifierProvider built as Class(model_spec, **classifier_options).
+CLASSIFIERS: dict[str, str] = {
+    "safety_head": f"{_PACKAGE}.safety_head:SafetyHeadClassifier",
+    "policy_probs": f"{_PACKAGE}.shieldgemma:ShieldGemmaClassifier",
+}
+
+
+def create_classifier(kind: str, spec: ModelSpec, options: dict[str, Any]) -> ClassifierProvider:
+    """The classifier engine of a guard of `kind`, loaded from `spec` (transformers)."""
+    if kind not in CLASSIFIERS:
+        raise HolisafeError(
+            f"no classifier for guard kind {kind!r}; known: {', '.join(CLASSIFIERS)}"
+        )
+    return resolve(CLASSIFIERS[kind], "hf")(spec, **options)
 
 
 def create_chat_provider(provider: str, model_id: str, *, api: ApiSettings) -> ApiProvider:

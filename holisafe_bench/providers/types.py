@@ -24,6 +24,9 @@ class ChatRequest:
     max_tokens: int = 512
     temperature: float = 0.0
     top_p: float | None = None  # None: the provider's default (nucleus sampling off)
+    # Guards: how many top alternatives of the first generated token to return with the
+    # result (engines that cannot give them return none).
+    logprobs: int | None = None
 
 
 @dataclass
@@ -37,6 +40,9 @@ class ChatResult:
     error: str | None = None
     attempts: int = 1
     error_kind: Literal["timeout", "api_error", None] = None
+    # The first generated token's top alternatives (token text -> log-probability), when
+    # the request asked for `logprobs` and the engine gave them.
+    first_token_logprobs: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.outcome == "ok" and self.text is None:

@@ -1,0 +1,147 @@
+"""`guard` (a guard model's verdict on each sample) and `guards` (what is registered)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from holisafe_bench.cli.common import DatasetOption, ResultsOption, layout, split_csv
+
+GUARD_HELP = (
+    "Classify every sample with a guard model and write "
+    "results/<guard>/guard/<protocol>.jsonl: predicted unsafe yes/no, a score in [0, 1] when "
+    "the guard gives one, its category (own taxonomy and mapped onto HoliSafe's image "
+    "labels), the raw output; unreadable outputs are kept as invalid, never counted as safe "
+    "or unsafe.\n\n"
+    "Protocols: 'image' (default) asks whether the image is harmful, scored against "
+    "image_safe and image_safety_label; 'input' asks whether the image+query request is "
+    "harmful, scored with SSS safe and the four other types unsafe. The paper does not say "
+    "which one its guard table used.\n\n"
+    "--model takes a registered guard (holisafe-bench guards: the Safe-VLMs' safety heads, "
+    "Llama Guard, LLaVAGuard, ShieldGemma 2), a guard TOML file, or any registered chat "
+    "model or API model, which is then asked zero-shot with a short classification prompt. "
+    "Resumes like run. Score with: holisafe-bench guard-score.\n\n"
+    "Example: holisafe-bench guard --model safellava-7b --protocol image"
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("guard", help=GUARD_HELP)(guard_cmd)
+    app.command(
+        "guards",
+        help="List the registered guards (guards/*.toml); any chat model in "
+        "`holisafe-bench models` can also be a zero-shot guard.",
+    )(guards_cmd)
+
+
+def guard_cmd(
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Registered guard, guard TOML, or any chat model (zero-shot)."
+    ),
+    protocol: str = typer.Option(
+        "image", "--protocol", help="image (is the image harmful?) or input (is the request?)."
+    ),
+    zero_shot: bool = typer.Option(
+        False,
+        "--zero-shot",
+        help="Use the model as a zero-shot guard even if it has a guard file of its own "
+        "(results then go under <model>-zero-shot).",
+    ),
+    dataset: str = DatasetOption,
+    out: Path = ResultsOption,
+    limit: int = typer.Option(None, "--limit", help="Only the first N samples (after filters)."),
+    types: list[str] = typer.Option(None, "--types", help="Type codes to keep, e.g. SSS,UUU."),
+    categories: list[str] = typer.Option(None, "--categories", help="Categories to keep."),
+    ids: list[str] = typer.Option(None, "--ids", help="Sample ids to keep."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier verdicts."),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, help="Samples per forward pass or engine batch."
+    ),
+    concurrency: int = typer.Option(None, "--concurrency", min=1, help="Parallel API requests."),
+    processes: int = typer.Option(
+        None, "--processes", min=1, help="API guards: worker processes (as in run)."
+    ),
+    base_url: str = typer.Option(
+        None, "--base-url", help="OpenAI-compatible server URL for an API or served guard."
+    ),
+) -> None:
+    # Long: only in its signature (one typer option per flag).
+    from rich.console import Console
+
+    from holisafe_bench.dataset import load_benchmark, select
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.guarding.spec import get_guard
+    from holisafe_bench.guarding.verdict import PROTOCOLS
+    from holisafe_bench.progress import stage_progress
+    from holisafe_bench.stages.guard import GuardOptions, run_guard
+
+    if protocol not in PROTOCOLS:
+        raise HolisafeError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    console = Console(stderr=True, soft_wrap=True)
+    spec = get_guard(model, zero_shot=zero_shot)
+    if base_url:
+        spec = spec.model_copy(update={"api": spec.api.model_copy(update={"base_url": base_url})})
+    bench = load_benchmark(dataset)
+    chosen = select(
+        bench.samples,
+        limit=limit,
+        types=split_csv(types),
+        categories=split_csv(categories),
+        ids=[int(i) for i in split_csv(ids) or []] or None,
+    )
+    options = GuardOptions(
+        protocol=protocol,
+        overwrite=overwrite,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        processes=processes,
+    )
+    with stage_progress(f"guard {spec.name} ({protocol})", len(chosen)) as progress:
+        summary = run_guard(
+            spec,
+            bench,
+            chosen,
+            layout(out),
+            options,
+            on_record=lambda rec: progress.advance(**{rec.outcome: 1}),
+        )
+    _print_summary(console, summary)
+
+
+def _print_summary(console, summary) -> None:
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "nothing new"
+    console.print(
+        f"{summary.guard} ({summary.protocol}): {summary.selected} selected, "
+        f"{summary.already_done} already done, {summary.attempted} attempted ({outcomes}) "
+        f"in {summary.elapsed_s:.1f}s",
+        markup=False,
+        highlight=False,
+    )
+    if summary.outcomes.get("error"):
+        console.print("re-run the same command to retry the failed samples", markup=False)
+    console.print(f"verdicts: {summary.output}", markup=False, highlight=False)
+
+
+def guards_cmd(
+    as_json: bool = typer.Option(False, "--json"),
+    check: Path = typer.Option(None, "--check", help="Validate a guard TOML file and exit."),
+) -> None:
+    import json
+
+    from holisafe_bench.guarding.spec import get_guard, load_guards
+
+    if check is not None:
+        spec = get_guard(str(check))
+        typer.echo(f"{check}: valid guard {spec.name!r} ({spec.kind}, parser {spec.parser})")
+        return
+    specs = sorted(load_guards().values(), key=lambda s: (s.paper_order or 1000, s.name))
+    if as_json:
+        typer.echo(json.dumps([s.model_dump(mode="json") for s in specs], indent=2))
+        return
+    width = max((len(s.name) for s in specs), default=4)
+    typer.echo(f"{'name':<{width}}  {'kind':<12}  {'protocols':<11}  runs on")
+    for s in specs:
+        runs_on = s.model or f"{s.provider}: {s.checkpoint}"
+        protocols = ",".join(s.protocols)
+        typer.echo(f"{s.name:<{width}}  {s.kind:<12}  {protocols:<11}  {runs_on}")

@@ -1,0 +1,205 @@
+"""`guard-score` (a guard's classification metrics) and the guard table of `leaderboard
+--guard`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from holisafe_bench.cli.common import ResultsOption, check_level, layout, split_csv
+
+GUARD_SCORE_HELP = (
+    "Classification metrics of guard verdicts (holisafe-bench guard), unsafe as the positive "
+    "class, in percent: accuracy, precision, recall, F1, specificity, AUROC and AUPRC (when "
+    "the guard gives scores), 20-way accuracy (when it predicts categories), invalid "
+    "outputs (left out of every metric and counted) and n. --json adds recall per category, "
+    "accuracy per type and the 20-way confusion matrix; --ci bootstrap intervals stratified "
+    "by type, as in score."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("guard-score", help=GUARD_SCORE_HELP)(guard_score_cmd)
+
+
+def _check_protocol(protocol: str) -> str:
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.guarding.verdict import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise HolisafeError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def nothing_guarded(results, protocol: str) -> str:
+    """What to run first when no guard verdicts of `protocol` are found."""
+    return (
+        f"no guard verdicts (protocol {protocol}) under {results.root}: run a guard first "
+        f"(holisafe-bench guard --model NAME --protocol {protocol}); or point --results at "
+        "your folder"
+    )
+
+
+def guard_rows(results, protocol: str, guards: list[str] | None):
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.leaderboard.guard_table import build_guard_rows
+
+    rows = build_guard_rows(results, protocol, guards)
+    if not rows:
+        raise HolisafeError(nothing_guarded(results, protocol))
+    return rows
+
+
+def guard_score_cmd(
+    guards: list[str] = typer.Option(
+        None, "--guard", "-g", help="Guards to score (default: every guard with verdicts)."
+    ),
+    protocol: str = typer.Option("image", "--protocol", help="image or input."),
+    decimals: int = typer.Option(1, "--decimals"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable, with every detail."),
+    ci: float = typer.Option(
+        None, "--ci", help="Bootstrap intervals at this level (e.g. 0.95), stratified by type."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed (with --ci)."),
+    out: Path = ResultsOption,
+) -> None:
+    import json
+
+    from holisafe_bench.analysis.guard_metrics import guard_json
+
+    check_level(ci)
+    results = layout(out)
+    rows = guard_rows(results, _check_protocol(protocol), split_csv(guards))
+    intervals = {r.guard: _intervals(results, r.guard, protocol, ci, seed) for r in rows if ci}
+    if as_json:
+        payload = [guard_json(r.score, decimals, intervals.get(r.guard)) for r in rows]
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    _print_table(rows, protocol, decimals)
+    if ci:
+        _print_intervals(rows, intervals, seed)
+
+
+def _intervals(results, guard: str, protocol: str, level: float, seed: int) -> dict:
+    from holisafe_bench.analysis.guard_metrics import guard_intervals, load_guard_records
+
+    records, _ = load_guard_records(results, guard, protocol)
+    found = guard_intervals(records, level=level, seed=seed)
+
+    def fmt(interval) -> list[float]:
+        # Percent to one decimal, as numbers (as `score --ci` gives them).
+        return [float(f"{100 * v:.1f}") for v in (interval.estimate, interval.low, interval.high)]
+
+    return {"level": level, "stratified_by": "type", **{k: fmt(v) for k, v in found.items()}}
+
+
+def _print_table(rows, protocol: str, decimals: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from holisafe_bench.leaderboard.guard_table import GUARD_COLUMNS
+
+    console = Console()
+    table = Table(title=f"guard classification, protocol {protocol} (percent; unsafe = positive)")
+    for col in GUARD_COLUMNS:
+        table.add_column(col, justify="left" if col == "Guard" else "right")
+    for row in rows:
+        table.add_row(*row.cells(decimals))
+    console.print(table)
+    for row in rows:
+        note = _counts_note(row.score, decimals)
+        if note:
+            console.print(note, soft_wrap=True, markup=False, highlight=False)
+
+
+def _counts_note(score, decimals: int) -> str | None:
+    """One line per guard whose verdicts were not all valid: what was left out, and the
+    accuracy had every invalid output been wrong or right."""
+    from holisafe_bench.leaderboard import percent
+
+    parts = []
+    if score.invalid:
+        reasons = ", ".join(f"{n} {why}" for why, n in score.invalid_reasons.items())
+        low, high = score.accuracy_bounds()
+        parts.append(
+            f"{score.invalid} invalid ({reasons}); accuracy if all were wrong "
+            f"{percent(low, decimals)}%, if all were right {percent(high, decimals)}%"
+        )
+    if score.errors:
+        parts.append(f"{score.errors} error(s) with no output")
+    if score.missing:
+        parts.append(f"{score.missing} selected sample(s) without a verdict")
+    if score.errors or score.missing:
+        parts.append(
+            f"re-run `holisafe-bench guard --model {score.guard} --protocol {score.protocol}` "
+            "to complete them"
+        )
+    if score.unreadable:
+        parts.append(f"{score.unreadable} unreadable line(s) skipped")
+    if score.valid and score.scored < score.valid:
+        parts.append(f"AUROC/AUPRC n/a: {score.valid - score.scored} valid verdict(s) lack a score")
+    return f"{score.display_name}: " + "; ".join(parts) if parts else None
+
+
+def _print_intervals(rows, intervals: dict, seed: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from holisafe_bench.leaderboard.guard_table import COLUMN_METRIC
+
+    metric_names = {m: c for c, m in COLUMN_METRIC.items()}
+    level = next(iter(intervals.values()))["level"]
+    table = Table(title=f"{level:.0%} bootstrap intervals (stratified by type, seed {seed})")
+    for col in ("guard", "metric", "estimate %", "low %", "high %"):
+        table.add_column(col, justify="left" if col in ("guard", "metric") else "right")
+    for row in rows:
+        for metric, name in metric_names.items():
+            bounds = intervals[row.guard].get(metric)
+            if bounds is not None:
+                table.add_row(row.display_name, name, *(f"{x:.1f}" for x in bounds))
+    Console().print(table)
+
+
+def guard_leaderboard(
+    *,
+    fmt: str,
+    protocol: str,
+    decimals: int,
+    guards: list[str] | None,
+    output: Path | None,
+    compare: Path | None,
+    out: Path,
+    refused: dict[str, object] | None = None,
+) -> None:
+    """`leaderboard --guard`: the guard table in `fmt`, or its comparison with a published
+    guard table (--compare FILE). `refused`: options of the main table given (a set value
+    is an error: they mean nothing for guards)."""
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.leaderboard.guard_table import (
+        comparison_notes,
+        read_guard_csv,
+        write_guard_comparison,
+        write_guard_leaderboard,
+    )
+
+    given = [name for name, value in (refused or {}).items() if value]
+    if given:
+        raise HolisafeError(
+            f"{', '.join(given)}: not for the guard table (--guard); guard-score --ci gives "
+            "the guards' bootstrap intervals"
+        )
+    rows = guard_rows(layout(out), _check_protocol(protocol), split_csv(guards))
+    if compare is not None:
+        reference = read_guard_csv(compare)
+        for note in comparison_notes(rows, reference):
+            typer.echo(note, err=True)
+        text = write_guard_comparison(rows, reference, fmt, decimals)
+    else:
+        text = write_guard_leaderboard(rows, fmt, decimals)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
