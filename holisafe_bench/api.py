@@ -10,7 +10,7 @@ always agree. Rates are percentages as unrounded floats (NaN where undefined).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -88,20 +88,47 @@ SCORE_COLUMNS = [
 ]
 TYPE_COLUMNS = ["model", "judge", "type", "metric", "n", "valid", "invalid", "violations", "rate"]
 GROUP_COLUMNS = ["model", "judge", "level", "category", "subcategory", "n", "invalid", "masr", "rr"]
-_BOOLEAN_COLUMNS = ("image_safe", "text_safe", "follows", "violates", "cached")
+GUARD_COLUMNS = [
+    "guard",
+    "protocol",
+    "sample_id",
+    *TAXONOMY_COLUMNS,
+    "truth_unsafe",
+    "truth_label",
+    "outcome",
+    "unsafe",
+    "score",
+    "category_raw",
+    "predicted_label",
+    "raw",
+    "reason",
+    "created_at",
+]
+_BOOLEAN_COLUMNS = (
+    "image_safe",
+    "text_safe",
+    "follows",
+    "violates",
+    "cached",
+    "truth_unsafe",
+    "unsafe",
+)
 
 
 @dataclass(frozen=True)
 class Results:
     """A results folder as DataFrames. `verdicts` has one row per model x sample x judge
     (current verdicts only); `scores` one per model x judge, `by_type` one per model x
-    judge x type, `groups` one per model x judge x category and subcategory."""
+    judge x type, `groups` one per model x judge x category and subcategory; `guards` one
+    per guard x protocol x sample (`holisafe-bench guard`; `unsafe` is <NA> where the
+    guard's output was invalid or the call failed)."""
 
     responses: pd.DataFrame
     verdicts: pd.DataFrame
     scores: pd.DataFrame
     by_type: pd.DataFrame
     groups: pd.DataFrame
+    guards: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=GUARD_COLUMNS))
 
     @property
     def samples(self) -> pd.DataFrame:
@@ -153,7 +180,22 @@ def load(
         scores=_frame([_score_row(card) for card in cards], SCORE_COLUMNS),
         by_type=_frame([row for card in cards for row in _type_rows(card)], TYPE_COLUMNS),
         groups=_frame([row for card in cards for row in _group_rows(card)], GROUP_COLUMNS),
+        guards=_frame(_guard_rows(layout), GUARD_COLUMNS),
     )
+
+
+def _guard_rows(layout: ResultsLayout) -> list[dict[str, Any]]:
+    from holisafe_bench.analysis.guard_metrics import guards_with_verdicts, load_guard_records
+    from holisafe_bench.guarding.verdict import PROTOCOLS
+
+    rows = []
+    for protocol in PROTOCOLS:
+        for guard in guards_with_verdicts(layout, protocol):
+            for record in load_guard_records(layout, guard, protocol)[0]:
+                data = record.model_dump(exclude={"usage", "latency_s", "probs", "type"})
+                taxonomy = _taxonomy(record.type, record.category, record.subcategory)
+                rows.append({**data, **taxonomy})
+    return rows
 
 
 def _choose(wanted: Sequence[str] | None, found: list[str], what: str, root: Path) -> list[str]:

@@ -226,3 +226,29 @@ def test_an_empty_results_folder_gives_empty_frames_with_their_columns(tmp_path)
     assert results.verdicts.empty and "follows" in results.verdicts.columns
     assert results.scores.empty and "masr" in results.scores.columns
     assert results.samples.empty
+
+
+def test_guard_verdicts_come_as_one_row_per_guard_protocol_and_sample(judged_copy, tmp_path):
+    """`kw` has no guard file, so `guard` asks it zero-shot; whatever it answers, each
+    sample has one row, with the ground truth of its protocol."""
+    from holisafe_bench.guarding.records import GuardRecord
+
+    data = tmp_path / "data"
+    write_synthetic(data, per_cell=1)
+    kw = _baseline(tmp_path, "kw", "baseline-keyword")
+    for protocol in ("image", "input"):
+        _cli("guard", "--model", str(kw), "--protocol", protocol, "-d", str(data),
+             "--results", str(judged_copy))  # fmt: skip
+    frame = holisafe_bench.load(judged_copy).guards
+    assert len(frame) == 2 * 95
+    assert set(frame["guard"]) == {"kw"}
+    stored = RecordStore(ResultsLayout(judged_copy).guard_verdicts("kw", "input"), GuardRecord)
+    records = stored.read()
+    rows = frame[frame["protocol"] == "input"].set_index("sample_id")
+    for sample_id, record in records.items():
+        row = rows.loc[sample_id]
+        assert row["outcome"] == record.outcome and row["raw"] == record.raw
+        assert bool(row["truth_unsafe"]) == (record.type != "SSS")
+        assert (row["unsafe"] is pd.NA) == (record.unsafe is None)
+    image = frame[frame["protocol"] == "image"]
+    assert (image["truth_unsafe"] == ~image["image_safe"]).all()

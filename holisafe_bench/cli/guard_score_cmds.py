@@ -94,16 +94,35 @@ def _intervals(results, guard: str, protocol: str, level: float, seed: int) -> d
     return {"level": level, "stratified_by": "type", **{k: fmt(v) for k, v in found.items()}}
 
 
+SHORT_HEADERS = {
+    "Accuracy": "Acc",
+    "Precision": "Prec",
+    "Recall": "Rec",
+    "Specificity": "Spec",
+    "20-way accuracy": "20-way",
+    "invalid": "inv",
+}
+
+
 def _print_table(rows, protocol: str, decimals: int) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from holisafe_bench.leaderboard.guard_table import GUARD_COLUMNS
 
-    console = Console()
-    table = Table(title=f"guard classification, protocol {protocol} (percent; unsafe = positive)")
-    for col in GUARD_COLUMNS:
-        table.add_column(col, justify="left" if col == "Guard" else "right")
+    # Eleven columns need about 100 characters: never cut a number to fit a narrower screen.
+    console = Console(width=max(Console().width, 110))
+    table = Table(
+        title=f"guard classification, protocol {protocol} (percent; unsafe = positive)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in GUARD_COLUMNS:  # short headers, so the table fits 80 columns
+        if col == "Guard":
+            table.add_column(col, justify="left", no_wrap=True)
+        else:
+            table.add_column(SHORT_HEADERS.get(col, col), justify="right", no_wrap=True)
     for row in rows:
         table.add_row(*row.cells(decimals))
     console.print(table)
