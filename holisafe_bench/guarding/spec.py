@@ -108,7 +108,11 @@ class GuardSpec(_Strict):
         with greedy decoding and the guard's token budget."""
         generation = GenerationParams(max_tokens=self.max_tokens, temperature=0.0)
         if self.model is not None:
-            return get_model(self._model_ref()).model_copy(update={"generation": generation})
+            model = get_model(self._model_ref())
+            update: dict[str, Any] = {"generation": generation}
+            if self.api.base_url:  # --base-url: a served copy of the model
+                update["api"] = model.api.model_copy(update={"base_url": self.api.base_url})
+            return model.model_copy(update=update)
         return ModelSpec(
             name=self.name,
             display_name=self.display_name,

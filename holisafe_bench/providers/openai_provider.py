@@ -3,6 +3,7 @@ SGLang, LMDeploy) through `base_url`."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -58,7 +59,36 @@ def completion_result(request_id: str, body: Any, latency: float = 0.0) -> ChatR
         finish_reason=finish,
         usage=usage,
         latency_s=latency,
+        first_token_logprobs=first_token_logprobs(choice),
     )
+
+
+def first_token_logprobs(choice: Any) -> dict[str, float] | None:
+    """The first generated token's alternatives in a choice's `logprobs` (asked for with
+    `top_logprobs`): {token text: log-probability}, the chosen token included; None when
+    the reply has none or they are not in OpenAI's shape (a guard then has no score, the
+    answer itself still counts). Distinct tokens with the same text add up, as in vLLM."""
+    try:
+        first = choice["logprobs"]["content"][0]
+        alternatives: dict[str, float] = {}
+        for entry in first.get("top_logprobs") or []:
+            token, logprob = entry["token"], float(entry["logprob"])
+            if token in alternatives:
+                logprob = _log_add(alternatives[token], logprob)
+            alternatives[token] = logprob
+        # The chosen token, when top_logprobs left it out.
+        alternatives.setdefault(first["token"], float(first["logprob"]))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        return None
+    return alternatives
+
+
+def _log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without overflow; -inf stays -inf."""
+    high, low = max(a, b), min(a, b)
+    if high == -math.inf:
+        return high
+    return high + math.log1p(math.exp(low - high))
 
 
 def encode_body(payload: dict[str, Any]) -> bytes:
@@ -136,6 +166,9 @@ class OpenAIProvider(ApiProvider):
             payload["temperature"] = request.temperature
             if request.top_p is not None:
                 payload["top_p"] = request.top_p
+            if request.logprobs is not None:  # guards: the first token's alternatives
+                payload["logprobs"] = True
+                payload["top_logprobs"] = request.logprobs
         return payload
 
     def call_error(self, exc: Exception) -> ProviderCallError | None:

@@ -18,6 +18,11 @@ default, per call). `HOLISAFE_VLLM_MODE=stream` (the default) streams; a vLLM wi
 request-level path streaming needs falls back to batch mode. The manifest's provider
 details say which mode ran (`scheduling`).
 
+A request with `logprobs` (k, the guards' first-token scores) asks vLLM for the top k
+log-probabilities of each generated token; its result carries the first token's as
+`first_token_logprobs` ({decoded text: log-probability}). Requests without it are sampled
+exactly as before.
+
 Images are decoded once here and passed as `image_pil` content parts, so vLLM neither
 base64-decodes nor re-encodes them, and an image that cannot be decoded fails only its own
 request, before the engine sees the batch.
@@ -42,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -226,6 +232,8 @@ class VllmProvider(StreamingProvider):
         }
         if request.top_p is not None and request.temperature > 0:
             params["top_p"] = request.top_p
+        if request.logprobs is not None:  # guards: the first token's alternatives
+            params["logprobs"] = request.logprobs
         return self._sampling_params(**params)
 
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
@@ -355,4 +363,31 @@ def _ok_result(request: ChatRequest, output: Any, latency: float) -> ChatResult:
             output_tokens=len(completion.token_ids),
         ),
         latency_s=latency,
+        first_token_logprobs=first_token_logprobs(completion) if request.logprobs else None,
     )
+
+
+def first_token_logprobs(completion: Any) -> dict[str, float] | None:
+    """The first generated token's alternatives (the top k vLLM returned, with the token it
+    chose) as {decoded text: log-probability}; None when there are none. Two tokens that
+    decode to the same text are one answer to a guard's parser, so their probabilities add."""
+    steps = completion.logprobs  # a list of {token id: Logprob}, or vLLM's FlatLogprobs
+    first = steps[0] if steps else None
+    if not first:
+        return None
+    alternatives: dict[str, float] = {}
+    for token_id, entry in first.items():
+        text = entry.decoded_token if entry.decoded_token is not None else f"<token {token_id}>"
+        logprob = float(entry.logprob)
+        if text in alternatives:
+            logprob = _log_add(alternatives[text], logprob)
+        alternatives[text] = logprob
+    return alternatives
+
+
+def _log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without overflow; -inf stays -inf."""
+    high, low = max(a, b), min(a, b)
+    if high == -math.inf:
+        return high
+    return high + math.log1p(math.exp(low - high))

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_LLAVA_VERSION = "2"  # 2: a fixed vocabulary (1 was trained, differently each build)
+TINY_LLAVA_VERSION = "3"  # 2: a fixed vocabulary (1 was trained); 3: system parts as text
 _CORPUS_TEXT = (
     "what shape colour word picture describe this image the a is in on red green blue "
     "circle square triangle sorry cannot help here answer question please sure yes no "
@@ -21,7 +21,11 @@ _CORPUS = _CORPUS_TEXT.split(" ")
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}SYSTEM: {{ message['content'] }}{{ '\\n' }}"
+    "{% if message['role'] == 'system' %}SYSTEM: "
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{ '\\n' }}"
     "{% else %}{{ message['role'].upper() }}: "
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"
