@@ -77,10 +77,10 @@ def _provider(batch_size: int):
 
 def _padding(provider, requests, batch_size: int, sort: bool) -> tuple[int, int]:
     """(prompt padding tokens, prompt tokens) over the batches that order makes."""
-    from holisafe_bench.providers.transformers_provider import _pil_images
+    from holisafe_bench.providers.transformers_provider import pil_images
 
     lengths = [
-        provider.inputs.length((r, provider.inputs.prompt(r), _pil_images(r))) for r in requests
+        provider.inputs.length((r, provider.inputs.prompt(r), pil_images(r))) for r in requests
     ]
     window = provider.window_batches * batch_size
     batches = []

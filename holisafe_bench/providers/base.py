@@ -161,3 +161,14 @@ class ClassifierProvider(Provider, ABC):
     def classify_batch(self, requests: Sequence[ChatRequest]) -> list[ClassifyResult]:
         """Results in request order; a failure of one request is an error result for that
         request, never an exception that loses the batch."""
+
+    def prepare(self, requests: Sequence[ChatRequest]) -> Any:
+        """The work on a batch that needs no model (decoding images, preprocessing,
+        tokenising), apart so the guard stage can prepare the next batch while this one's
+        forward pass runs (stages/guard.py). Safe to call from another thread. Default:
+        nothing ahead; `classify_prepared` does it all."""
+        return list(requests)
+
+    def classify_prepared(self, prepared: Any) -> list[ClassifyResult]:
+        """`classify_batch` on what `prepare` returned."""
+        return self.classify_batch(prepared)

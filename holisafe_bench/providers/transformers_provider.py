@@ -52,7 +52,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return checkpoint
 
 
-def _load_error(spec: ModelSpec, source: str, exc: Exception) -> HolisafeError:
+def load_error(spec: ModelSpec, source: str, exc: Exception) -> HolisafeError:
     reason = " ".join(str(exc).split())  # hub and transformers messages span lines
     return HolisafeError(
         f"cannot load {spec.name!r} from {source!r}: {reason}. Check the checkpoint id, "
@@ -84,7 +84,7 @@ def load_model(spec: ModelSpec, checkpoint: str, auto_classes: Sequence[str]) ->
     return getattr(transformers, last).from_pretrained(checkpoint, **kwargs), last
 
 
-def _pil_images(request: ChatRequest) -> list[Any]:
+def pil_images(request: ChatRequest) -> list[Any]:
     from PIL import Image
 
     out = []
@@ -111,7 +111,7 @@ class ProcessorInputs:
                 self.source, revision=revision, trust_remote_code=engine.trust_remote_code
             )
         except (OSError, ValueError, ImportError) as exc:
-            raise _load_error(spec, self.source, exc) from exc
+            raise load_error(spec, self.source, exc) from exc
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         tokenizer.padding_side = "left"  # decoder-only batching needs left padding
         if tokenizer.pad_token is None:
@@ -182,7 +182,7 @@ class LlavaV1Inputs:
                 snapshot, trust_remote_code=spec.engine.trust_remote_code
             )
         except (OSError, ValueError, ImportError) as exc:
-            raise _load_error(spec, str(snapshot), exc) from exc
+            raise load_error(spec, str(snapshot), exc) from exc
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.image_processor = self._image_processor(snapshot, model)
@@ -214,7 +214,7 @@ class LlavaV1Inputs:
         try:
             return (image_processor or transformers.CLIPImageProcessor).from_pretrained(snapshot)
         except OSError as exc:
-            raise _load_error(self.spec, str(snapshot), exc) from exc
+            raise load_error(self.spec, str(snapshot), exc) from exc
 
     def prompt(self, request: ChatRequest) -> str:
         from holisafe_bench.providers.llava_v1 import llava_v1_prompt
@@ -279,7 +279,7 @@ def llava_snapshot(spec: ModelSpec, checkpoint: str) -> Path:
     try:
         return Path(snapshot_download(repo_id=checkpoint, revision=spec.revision))
     except Exception as exc:  # hub errors are many types; all mean "not available here"
-        raise _load_error(spec, checkpoint, exc) from exc
+        raise load_error(spec, checkpoint, exc) from exc
 
 
 class TransformersProvider(StreamingProvider):
@@ -310,7 +310,7 @@ class TransformersProvider(StreamingProvider):
         try:
             self.model, self.auto_class = load_model(spec, source, auto_classes)
         except (OSError, ValueError, ImportError) as exc:
-            raise _load_error(spec, source, exc) from exc
+            raise load_error(spec, source, exc) from exc
         if not engine.device_map:
             self.model.to("cuda" if torch.cuda.is_available() else "cpu")
         self.model.eval()
@@ -385,7 +385,7 @@ class TransformersProvider(StreamingProvider):
         prepared = []
         for request in requests:
             try:
-                item = (request, self.inputs.prompt(request), _pil_images(request))
+                item = (request, self.inputs.prompt(request), pil_images(request))
                 if lengths is not None:
                     lengths[request.id] = self.inputs.length(item)
             except Exception as exc:  # one bad image fails one sample, not the batch

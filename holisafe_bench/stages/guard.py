@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.guarding.prompts import GuardPrompt, guard_prompt
@@ -297,14 +297,37 @@ def _run_classifier(
     record: Callable[[GuardRecord], None],
 ) -> None:
     size = plan.options.batch_size or plan.model.engine.batch_size or provider.batch_size
-    for batch in _chunks(built_requests(work), size):
-        results = provider.classify_batch([request for _, request in batch])
+    for batch, results in classify_pipelined(provider, _chunks(built_requests(work), size)):
+        for (sample, _), result in zip(batch, results, strict=True):
+            record(_from_probs(sample, result, plan))
+
+
+def classify_pipelined(
+    provider: ClassifierProvider, batches: Iterable[list[tuple[Any, ChatRequest]]]
+) -> Iterator[tuple[list, list[ClassifyResult]]]:
+    """(batch, results) for each batch of (tag, request) pairs, in order. The next batch is
+    prepared (images decoded, preprocessed, tokenised) in a worker thread while this one's
+    forward pass runs, so the model waits on no per-sample work; both release the GIL for
+    most of it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def finish(batch: list, prepared: Any) -> tuple[list, list[ClassifyResult]]:
+        results = provider.classify_prepared(prepared.result())
         if len(results) != len(batch):
             raise HolisafeError(
                 f"classifier returned {len(results)} results for a batch of {len(batch)}"
             )
-        for (sample, _), result in zip(batch, results, strict=True):
-            record(_from_probs(sample, result, plan))
+        return batch, results
+
+    with ThreadPoolExecutor(1, thread_name_prefix="guard-prepare") as pool:
+        waiting = None
+        for batch in batches:
+            prepared = pool.submit(provider.prepare, [request for _, request in batch])
+            if waiting is not None:
+                yield finish(*waiting)
+            waiting = (batch, prepared)
+        if waiting is not None:
+            yield finish(*waiting)
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:

@@ -6,7 +6,11 @@ provider runs for real on a CPU, with no hub: a folder holding remote code
 package shipped beside it, as the authors' `safellava` package is), a LLaVA-1.5-shaped
 model (CLIP vision tower, MLP projector, Llama LM; a few layers of width 32-64), a
 tokenizer that puts BOS first as Llama's does, a CLIP image processor config, and a
-generation config whose length penalty ends answers within a few dozen tokens.
+generation config whose length penalty ends answers within a few dozen tokens. Its remote
+code carries a visual guard module shaped like the authors' (`config.safety_categories`,
+HoliSafe's 20 image labels; `model(..., do_safety=True).img_safety_probs`), registered
+last and drawn from a random generator of its own, so the rest of the checkpoint (and
+every generated text) is what it was before the head existed.
 Built in about a second; `AutoModelForCausalLM.from_pretrained(folder,
 trust_remote_code=True)` then runs the code in the folder.
 """
@@ -21,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from holisafe_bench.providers.llava_v1 import LLAVA_V1_SYSTEM, make_importable
+from holisafe_bench.taxonomy import IMAGE_SAFETY_LABELS
 from holisafe_bench.testing.tiny_models import _CORPUS, SPECIAL_TOKENS, fast_tokenizer
 
 REMOTE_CODE = Path(__file__).resolve().parent / "tiny_safellava_remote"
@@ -36,6 +41,16 @@ _PROMPT_WORDS = (
     *_EXTRA_WORDS.split(),
 )
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# The safety head's classes, spelt as the authors' config spells them (HoliSafe's labels).
+SAFETY_CATEGORIES: tuple[str, ...] = IMAGE_SAFETY_LABELS
+# The head's weights: std = gain / sqrt(fan_in) per layer, the last gain large enough that
+# its probabilities are far from uniform (a near-uniform head would hide a wrong row or a
+# padding mistake inside any tolerance).
+HEAD_GAINS = (1.0, 4.0)
+# Added to the "safe" class's bias: drawn at random, the head put P(safe) 5 to 8 nats below
+# its top class on every image of the bundled sample, so it never said "safe"; with this,
+# about half of the sample's images come out safe and half unsafe.
+SAFE_BIAS = 6.75
 
 
 def _vocabulary() -> dict[str, int]:
@@ -61,7 +76,7 @@ def _tokenizer():
     return tokenizer
 
 
-def _config(tokenizer) -> dict:
+def _config(tokenizer, safety_head: bool) -> dict:
     vision = {
         "hidden_size": 32,
         "intermediate_size": 64,
@@ -92,6 +107,7 @@ def _config(tokenizer) -> dict:
         "vision_config": vision,
         "image_aspect_ratio": "pad",
         "mm_vision_select_layer": -2,
+        "safety_categories": list(SAFETY_CATEGORIES) if safety_head else None,
     }
 
 
@@ -109,8 +125,9 @@ def _importable(folder: Path) -> Iterator[None]:
             del sys.modules[name]
 
 
-def build_tiny_safellava(out_dir: Path, *, seed: int = 0) -> Path:
-    """Write the tiny SafeLLaVA-shaped checkpoint into `out_dir` and return it."""
+def build_tiny_safellava(out_dir: Path, *, seed: int = 0, safety_head: bool = True) -> Path:
+    """Write the tiny SafeLLaVA-shaped checkpoint into `out_dir` and return it;
+    `safety_head=False`: without the visual guard module (a chat VLM with no head)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, CLIPImageProcessor
 
@@ -124,11 +141,14 @@ def build_tiny_safellava(out_dir: Path, *, seed: int = 0) -> Path:
     CLIPImageProcessor(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     ).save_pretrained(out_dir)
-    (out_dir / "config.json").write_text(json.dumps(_config(tokenizer), indent=2), "utf-8")
+    config_json = json.dumps(_config(tokenizer, safety_head), indent=2)
+    (out_dir / "config.json").write_text(config_json, "utf-8")
     with _importable(out_dir):  # the modeling file imports the package shipped beside it
         config = AutoConfig.from_pretrained(out_dir, trust_remote_code=True)
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=True).eval()
+    if model.img_safety_head is not None:
+        _draw_safety_head(model.img_safety_head, seed)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     # Random weights rarely pick EOS: a length penalty in the checkpoint's own generation
@@ -136,3 +156,18 @@ def build_tiny_safellava(out_dir: Path, *, seed: int = 0) -> Path:
     model.generation_config.exponential_decay_length_penalty = (8, 1.5)
     model.save_pretrained(out_dir)
     return out_dir
+
+
+def _draw_safety_head(head, seed: int) -> None:
+    """The head's weights from a generator of its own (the global one, which drew every
+    other weight, is left alone)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 1)
+    linears = [layer for layer in head if isinstance(layer, torch.nn.Linear)]
+    with torch.no_grad():
+        for layer, gain in zip(linears, HEAD_GAINS, strict=True):
+            std = gain / layer.in_features**0.5
+            layer.weight.normal_(0.0, std, generator=generator)
+            layer.bias.normal_(0.0, std, generator=generator)
+        linears[-1].bias[SAFETY_CATEGORIES.index("safe")] += SAFE_BIAS
