@@ -20,6 +20,7 @@ drop finished rows.
 
 from __future__ import annotations
 
+import importlib
 import io
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,14 +43,22 @@ DEFAULT_AUTO_CLASSES = ("AutoModelForImageTextToText", "AutoModelForCausalLM")
 STREAM_WINDOW_BATCHES = 4
 
 
-def resolve_checkpoint(checkpoint: str) -> str:
-    if checkpoint == f"{BUILTIN_PREFIX}tiny-llava":
-        from holisafe_bench.testing.tiny_models import ensure_tiny_llava
+# Random-weight checkpoints built offline on first use (testing/): name -> "module:function".
+BUILTINS = {
+    "tiny-llava": "holisafe_bench.testing.tiny_models:ensure_tiny_llava",
+    "tiny-safellava": "holisafe_bench.testing.tiny_safe_vlm:ensure_tiny_safellava",
+}
 
-        return str(ensure_tiny_llava())
-    if checkpoint.startswith(BUILTIN_PREFIX):
-        raise HolisafeError(f"unknown built-in checkpoint {checkpoint!r} (builtin:tiny-llava)")
-    return checkpoint
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    if not checkpoint.startswith(BUILTIN_PREFIX):
+        return checkpoint
+    name = checkpoint.removeprefix(BUILTIN_PREFIX)
+    if name not in BUILTINS:
+        known = ", ".join(BUILTIN_PREFIX + n for n in BUILTINS)
+        raise HolisafeError(f"unknown built-in checkpoint {checkpoint!r} ({known})")
+    module, _, function = BUILTINS[name].partition(":")
+    return str(getattr(importlib.import_module(module), function)())
 
 
 def load_error(spec: ModelSpec, source: str, exc: Exception) -> HolisafeError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 TINY_LLAVA_VERSION = "3"  # 2: a fixed vocabulary (1 was trained); 3: system parts as text
@@ -45,14 +46,19 @@ def tiny_llava_dir() -> Path:
 
 
 def ensure_tiny_llava(path: Path | None = None) -> Path:
-    """Build the tiny LLaVA once (atomically: build aside, then rename) and return it."""
-    target = Path(path) if path else tiny_llava_dir()
+    """Build the tiny LLaVA once and return it."""
+    return ensure_built(Path(path) if path else tiny_llava_dir(), build_tiny_llava)
+
+
+def ensure_built(target: Path, build: Callable[[Path], Path]) -> Path:
+    """`build` into `target` once, atomically (aside, then renamed), and return it; a
+    folder holding a config.json is taken as built."""
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-llava-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build_tiny_llava(staging)
+        build(staging)
         try:
             staging.rename(target)
         except OSError:

@@ -171,3 +171,15 @@ def _draw_safety_head(head, seed: int) -> None:
             layer.weight.normal_(0.0, std, generator=generator)
             layer.bias.normal_(0.0, std, generator=generator)
         linears[-1].bias[SAFETY_CATEGORIES.index("safe")] += SAFE_BIAS
+
+
+TINY_SAFELLAVA_VERSION = "1"
+
+
+def ensure_tiny_safellava() -> Path:
+    """The tiny Safe-VLM (with its safety head), built once in the cache folder: what the
+    registered `tiny-safellava-random` model and guard load (`builtin:tiny-safellava`)."""
+    from holisafe_bench.testing.tiny_models import default_cache_dir, ensure_built
+
+    target = default_cache_dir() / f"tiny-safellava-v{TINY_SAFELLAVA_VERSION}"
+    return ensure_built(target, build_tiny_safellava)
