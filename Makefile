@@ -48,8 +48,19 @@ browser-deps:
 		echo "[browser-deps] to run it: sudo apt-get install --no-install-recommends chromium"; \
 	fi
 
+# The Ray tests start a cluster, which listens on the machine's address: they run in a
+# private network namespace with only loopback (as root, or as a user namespace where the
+# kernel allows one); with neither they are skipped, saying why.
 test: lint browser-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not ray"
+	@if [ "$$(id -u)" = 0 ] && unshare -n true 2>/dev/null; then \
+		unshare -n sh -c 'ip link set lo up && exec $(PY) -m pytest -q -m ray'; \
+	elif unshare -rn true 2>/dev/null; then \
+		unshare -rn sh -c 'ip link set lo up && exec $(PY) -m pytest -q -m ray'; \
+	else \
+		echo "[test] no private network namespace: the Ray tests are skipped"; \
+		$(PY) -m pytest -q -m ray; \
+	fi
 
 # vLLM on CPU needs its own venv (torch 2.14.1); see tests_vllm/README.md.
 test-vllm:

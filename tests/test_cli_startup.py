@@ -17,6 +17,7 @@ HEAVY = (
     "matplotlib",
     "pyarrow",
     "PIL",
+    "ray",
 )
 
 

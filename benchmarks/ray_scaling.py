@@ -1,0 +1,140 @@
+"""`run --ray` scaling (issue 16): the tiny random-weight LLaVA (`tiny-llava-random`) over
+N samples, end to end through the CLI (process start to exit), three ways:
+
+- in-process: `run` as it is, no Ray;
+- `--ray --max-replicas 1`: a local Ray started by the command, one replica;
+- `--ray --max-replicas 2`: two replicas (data parallel).
+
+Every model process runs `--threads` OpenMP threads (OMP_NUM_THREADS, which a local Ray
+passes on to its replicas), 1 by default: on a 2-core machine shared with other work, a
+process with two OpenMP threads swings by 5x from run to run with the other load (its
+threads wait for each other at every operation), which drowns what is measured here.
+
+Wall time (median of --rounds, interleaved), CPU of the whole process tree (Ray's own
+processes included), the ratios, and a check that all three wrote the same texts.
+Targets: --ray with 1 replica within 1.3x of in-process; 2 replicas faster than 1.
+
+A 2-core CPU machine and a model of a few MB: this measures the harness's overhead (Ray's
+start, shipping images to the replicas, results back) and CPU data parallelism, not a real
+model on GPUs.
+
+Ray must only reach 127.0.0.1: as root, the script runs itself again in a private network
+namespace (unshare -n); otherwise run it inside one.
+
+The tiny model's random weights almost never stop: every answer runs to max_tokens, so
+`--max-tokens` sets how much of the time is generation (the data-parallel part) against
+the fixed costs (process and Ray start, model load).
+
+Run: .venv/bin/python benchmarks/ray_scaling.py [--n 400] [--rounds 1] [--threads 1]
+     [--max-tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _e2e import CLI, bench_env, timed, write_dataset  # noqa: E402
+
+from holisafe_bench.testing.ray_testing import NAMESPACE_COMMAND, loopback_only  # noqa: E402
+
+MODEL = "tiny-llava-random"
+WAYS = {
+    "in-process": [],
+    "ray, 1 replica": ["--ray", "--max-replicas", "1"],
+    "ray, 2 replicas": ["--ray", "--max-replicas", "2"],
+}
+
+
+def _isolate() -> None:
+    """Run again inside a private network namespace (root only)."""
+    if loopback_only():
+        return
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        command = NAMESPACE_COMMAND.replace("CMD", ".venv/bin/python benchmarks/ray_scaling.py")
+        raise SystemExit(f"run this in a private network namespace: {command}")
+    inner = " ".join([sys.executable, *map(_quote, sys.argv)])
+    os.execvp("unshare", ["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {inner}"])
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _texts(results: Path) -> dict[int, str]:
+    lines = (results / MODEL / "responses.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == len({r["sample_id"] for r in records}), "a sample written twice"
+    return {r["sample_id"]: r["text"] for r in records}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per process")
+    parser.add_argument(
+        "--max-tokens", type=int, default=None, help="run --max-tokens (default: the spec's 24)"
+    )
+    args = parser.parse_args()
+    _isolate()
+    env = {**bench_env(), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["OMP_NUM_THREADS"] = str(args.threads)
+    print(
+        f"{MODEL}, {args.n} samples, {os.cpu_count()} CPUs, {args.threads} thread(s) per "
+        f"model process, max tokens {args.max_tokens or 24}, {args.rounds} round(s), "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_dataset(Path(tmp) / "data", args.n, "96x72")
+        # Once untimed, both ways: the model is built, bytecode and page caches are warm.
+        warm = [*CLI, "run", "-m", MODEL, "-d", str(data), "--limit", "2"]
+        for extra in ([], ["--ray"]):
+            done = subprocess.run(
+                [*warm, "--results", f"{tmp}/warm{len(extra)}", *extra], env=env, check=False
+            )
+            if done.returncode != 0:
+                raise SystemExit("the warm-up run failed")
+        walls: dict[str, list[float]] = {way: [] for way in WAYS}
+        cpus: dict[str, list[float]] = {way: [] for way in WAYS}
+        texts: dict[str, dict[int, str]] = {}
+        for round_ in range(args.rounds):
+            for index, (way, extra) in enumerate(WAYS.items()):
+                out = Path(tmp) / f"round{round_}-way{index}"
+                cmd = [*CLI, "run", "-m", MODEL, "-d", str(data), "--results", str(out), *extra]
+                if args.max_tokens:
+                    cmd += ["--max-tokens", str(args.max_tokens)]
+                wall, cpu = timed(cmd, env)
+                walls[way].append(wall)
+                cpus[way].append(cpu)
+                texts[way] = _texts(out)
+        _report(walls, cpus, args.n)
+        same = all(texts[way] == texts["in-process"] for way in WAYS)
+        print(f"  same texts in all three: {same} ({len(texts['in-process'])} samples)")
+        print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+def _report(walls: dict[str, list[float]], cpus: dict[str, list[float]], n: int) -> None:
+    base = statistics.median(walls["in-process"])
+    one = statistics.median(walls["ray, 1 replica"])
+    # CPU: the command's process tree; a local Ray's own processes are not its children.
+    print(f"  {'':18s} {'wall s':>8s} {'CPU s':>8s} {'samples/s':>10s} {'vs in-process':>14s}")
+    for way in WAYS:
+        wall, cpu = statistics.median(walls[way]), statistics.median(cpus[way])
+        print(f"  {way:18s} {wall:8.2f} {cpu:8.2f} {n / wall:10.2f} {wall / base:13.2f}x")
+    two = statistics.median(walls["ray, 2 replicas"])
+    print(f"  ray 1 replica / in-process: {one / base:.2f}x (target <= 1.3x)")
+    print(f"  ray 2 replicas vs 1: {one / two:.2f}x faster (target > 1)")
+
+
+if __name__ == "__main__":
+    main()
