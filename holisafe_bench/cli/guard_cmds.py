@@ -22,7 +22,8 @@ GUARD_HELP = (
     "Llama Guard, LLaVAGuard, ShieldGemma 2), a guard TOML file, or any registered chat "
     "model or API model, which is then asked zero-shot with a short classification prompt. "
     "Resumes like run. Score with: holisafe-bench guard-score.\n\n"
-    "Example: holisafe-bench guard --model safellava-7b --protocol image"
+    "Example: holisafe-bench guard --model safellava-7b --protocol image. Offline, on a "
+    "random-weight Safe-VLM: holisafe-bench guard --model tiny-safellava-random -d sample"
 )
 
 
