@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from holisafe_bench.cli.common import DatasetOption, ResultsOption, layout, split_csv
+from holisafe_bench.cli.run_cmds import RayAddressCommand
 
 GUARD_HELP = (
     "Classify every sample with a guard model and write "
@@ -28,7 +29,7 @@ GUARD_HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    app.command("guard", help=GUARD_HELP)(guard_cmd)
+    app.command("guard", help=GUARD_HELP, cls=RayAddressCommand)(guard_cmd)
     app.command(
         "guards",
         help="List the registered guards (guards/*.toml); any chat model in "
@@ -66,6 +67,17 @@ def guard_cmd(
     base_url: str = typer.Option(
         None, "--base-url", help="OpenAI-compatible server URL for an API or served guard."
     ),
+    ray: str = typer.Option(
+        None,
+        "--ray",
+        metavar="[ADDRESS]",
+        help="Classify on a Ray cluster, as run --ray does ('auto', 'ray://host:port', "
+        "'host:port'; --ray alone starts Ray here): the guard's replicas answer, this "
+        "process writes. Open-weight guards only.",
+    ),
+    max_replicas: int = typer.Option(
+        None, "--max-replicas", min=1, help="With --ray: at most N replicas of the guard."
+    ),
 ) -> None:
     # Long: only in its signature (one typer option per flag).
     from rich.console import Console
@@ -75,7 +87,7 @@ def guard_cmd(
     from holisafe_bench.guarding.spec import get_guard
     from holisafe_bench.guarding.verdict import PROTOCOLS
     from holisafe_bench.progress import stage_progress
-    from holisafe_bench.stages.guard import GuardOptions, run_guard
+    from holisafe_bench.stages.guard import GuardOptions, execute_guard, plan_guard
 
     if protocol not in PROTOCOLS:
         raise HolisafeError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
@@ -98,16 +110,25 @@ def guard_cmd(
         concurrency=concurrency,
         processes=processes,
     )
+    if max_replicas is not None and ray is None:
+        raise HolisafeError("--max-replicas needs --ray")
+    plan = plan_guard(spec, chosen, layout(out), options)
     with stage_progress(f"guard {spec.name} ({protocol})", len(chosen)) as progress:
-        summary = run_guard(
-            spec,
-            bench,
-            chosen,
-            layout(out),
-            options,
-            on_record=lambda rec: progress.advance(**{rec.outcome: 1}),
-        )
+        count = lambda rec: progress.advance(**{rec.outcome: 1})  # noqa: E731
+        if ray is None:
+            summary = execute_guard(plan, bench, on_record=count)
+        else:
+            summary = _guard_on_ray(plan, bench, ray, max_replicas, count)
     _print_summary(console, summary)
+
+
+def _guard_on_ray(plan, bench, address: str, max_replicas: int | None, on_record):
+    from holisafe_bench.distributed.ray_cluster import parse_address
+    from holisafe_bench.distributed.ray_guard import guard_on_ray
+    from holisafe_bench.distributed.ray_run import RaySettings
+
+    settings = RaySettings(address=parse_address(address), max_replicas=max_replicas)
+    return guard_on_ray(plan, bench, settings, on_record=on_record)
 
 
 def _print_summary(console, summary) -> None:

@@ -11,8 +11,9 @@ from holisafe_bench.cli.common import DatasetOption, ResultsOption, layout, spli
 from holisafe_bench.distributed.ray_cluster import LOCAL as RAY_LOCAL  # imports no ray
 
 
-class _RunCommand(TyperCommand):
-    """`run`, whose --ray takes an optional address (Click options take a value or none)."""
+class RayAddressCommand(TyperCommand):
+    """A command whose --ray takes an optional address (Click options take a value or
+    none): `run` and `guard`."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         return super().parse_args(ctx, bare_ray_flag(args))
@@ -20,7 +21,7 @@ class _RunCommand(TyperCommand):
 
 def bare_ray_flag(args: list[str]) -> list[str]:
     """A bare `--ray` (last, or followed by another option) becomes `--ray=local`; `run`
-    takes no positional argument, so a word after --ray is always its address."""
+    and `guard` take no positional argument, so a word after --ray is always its address."""
     out = []
     for index, arg in enumerate(args):
         after = args[index + 1] if index + 1 < len(args) else None
@@ -32,7 +33,7 @@ def bare_ray_flag(args: list[str]) -> list[str]:
 def register(app: typer.Typer) -> None:
     app.command(
         "run",
-        cls=_RunCommand,
+        cls=RayAddressCommand,
         help=(
             "Run a model over the benchmark and write results/<model>/responses.jsonl.\n\n"
             "Resumes by default: samples already answered are skipped, failed or missing "

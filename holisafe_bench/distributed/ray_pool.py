@@ -18,7 +18,7 @@ from typing import Any
 
 from holisafe_bench.distributed.pool import PoolSettings, ReplicaPool
 from holisafe_bench.distributed.sizing import ReplicaShape
-from holisafe_bench.providers.base import StreamingProvider
+from holisafe_bench.providers.base import ClassifierProvider, ClassifyResult, StreamingProvider
 from holisafe_bench.providers.types import ChatRequest, ChatResult, ImageInput
 from holisafe_bench.registry import ModelSpec
 
@@ -101,6 +101,78 @@ class RayPool(StreamingProvider):
 
     def close(self) -> None:
         self.pool.close()
+
+
+class RayClassifier(ClassifierProvider):
+    """A classifier guard's replicas on a Ray cluster, as one `ClassifierProvider`: each
+    `classify_batch` is spread over the replicas (the pool's own batches, two in flight per
+    replica) and its results come back to the guard stage, the one writer of its file."""
+
+    provider_name = "ray"
+
+    def __init__(self, pool: ReplicaPool, address: str | None = None) -> None:
+        self.pool = pool
+        self.address = address
+
+    @classmethod
+    def for_guard(
+        cls,
+        kind: str,
+        spec: ModelSpec,
+        options: dict[str, Any],
+        shape: ReplicaShape,
+        *,
+        address: str | None = None,
+        forward_env: bool = True,
+        batch_size: int | None = None,
+    ) -> RayClassifier:
+        """Start `shape.replicas` actors, each building `create_classifier(kind, spec,
+        **options)` itself."""
+        from holisafe_bench.providers.factory import create_classifier
+
+        actor_options = shape.actor_options()
+        env = forwarded_env() if forward_env else {}
+        if env:
+            actor_options["runtime_env"] = {"env_vars": env}
+        settings = PoolSettings(
+            replicas=shape.replicas, actor_options=actor_options, batch_size=batch_size
+        )
+        factory = functools.partial(create_classifier, kind, spec, options)
+        return cls(ReplicaPool(spec.name, factory, "classify_batch", settings).start(), address)
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        """What one `classify_batch` call should get: enough for every replica's batches
+        in flight, so none waits for the stage."""
+        settings = self.pool.settings
+        per_call = settings.batch_size or (self.pool.info or {}).get("batch_size") or 8
+        return per_call * settings.replicas * settings.in_flight
+
+    def describe(self) -> dict[str, Any]:
+        info = self.pool.wait_ready()
+        settings = self.pool.settings
+        ray_facts = {
+            "address": self.address,
+            "replicas": settings.replicas,
+            "num_cpus": settings.actor_options.get("num_cpus"),
+            "num_gpus": settings.actor_options.get("num_gpus"),
+            "batch_size": settings.batch_size or info["describe"].get("batch_size"),
+            "max_attempts": settings.max_attempts,
+            "method": self.pool.method,
+        }
+        return {**info["describe"], "ray": ray_facts}
+
+    def classify_batch(self, requests: Sequence[ChatRequest]) -> list[ClassifyResult]:
+        items = (portable(r) for r in requests)
+        by_id = {result.id: result for result in self.pool.run(items, _failed_classify)}
+        return [by_id[r.id] for r in requests]
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _failed_classify(request: ChatRequest, reason: str) -> ClassifyResult:
+    return ClassifyResult(id=request.id, error=reason)
 
 
 def portable(request: ChatRequest) -> ChatRequest:
