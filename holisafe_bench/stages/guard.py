@@ -28,6 +28,7 @@ from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Invocation, Sample, utc_now
 from holisafe_bench.registry import ModelSpec
 from holisafe_bench.stages.dispatch import DispatchSettings, Work, built_requests, dispatch
+from holisafe_bench.stages.run import previous_manifest
 from holisafe_bench.store import RecordStore, write_json_atomic
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def plan_guard(
     prompt = guard_prompt(spec, protocol)
     verdicts_path = layout.guard_verdicts(spec.name, protocol)
     manifest_path = layout.guard_manifest(spec.name, protocol)
-    previous = None if options.overwrite else _previous_manifest(manifest_path)
+    previous = None if options.overwrite else previous_manifest(manifest_path, GuardManifest)
     _check_compatible(previous, manifest_path, spec, model, prompt)
     store = RecordStore(verdicts_path, GuardRecord)
     done = set() if options.overwrite else store.done_keys(lambda r: r.is_complete)
@@ -100,15 +101,6 @@ def plan_guard(
 
 def _what_it_sees(spec: GuardSpec) -> str:
     return "images only" if spec.protocols == ("image",) else "image+query requests"
-
-
-def _previous_manifest(path: Path) -> GuardManifest | None:
-    if not path.exists():
-        return None
-    try:
-        return GuardManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None  # an unreadable manifest is rewritten; the records are what matter
 
 
 def _check_compatible(

@@ -12,7 +12,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.paths import ResultsLayout
@@ -33,6 +35,8 @@ from holisafe_bench.store import RecordStore, write_json_atomic
 
 if TYPE_CHECKING:
     from holisafe_bench.dataset import Benchmark
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -146,11 +150,12 @@ def output_paths(layout: ResultsLayout, model: str, shard: Shard | None) -> tupl
     return folder / "responses.jsonl", folder / "run.json"
 
 
-def _previous_manifest(path: Path) -> RunManifest | None:
+def previous_manifest(path: Path, manifest_type: type[M]) -> M | None:
+    """The manifest an earlier invocation left, or None (absent or unreadable)."""
     if not path.exists():
         return None
     try:
-        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+        return manifest_type.model_validate_json(path.read_text(encoding="utf-8"))
     except ValueError:
         return None  # an unreadable manifest is rewritten; the records are what matter
 
@@ -201,7 +206,7 @@ def plan_run(
         samples = options.shard.select(samples)
     responses_path, manifest_path = output_paths(layout, spec.name, options.shard)
     sampling = resolve_sampling(spec, options)
-    previous = None if options.overwrite else _previous_manifest(manifest_path)
+    previous = None if options.overwrite else previous_manifest(manifest_path, RunManifest)
     _check_manifest_compatible(previous, manifest_path, spec, sampling)
     store = RecordStore(responses_path, ResponseRecord)
     done = set() if options.overwrite else store.done_keys(lambda r: r.is_complete)
