@@ -204,3 +204,24 @@ def test_pooled_clients_share_one_verifying_tls_context(vendor, monkeypatch):
     assert len(results) == 12 and all(r.outcome == "ok" for r in results.values())
     assert built == []  # four pooled clients, no CA bundle loaded again
     assert shared.verify_mode == ssl.CERT_REQUIRED and shared.check_hostname
+
+
+def test_a_slow_first_client_setup_is_not_charged_to_the_first_attempt(vendor, monkeypatch):
+    # A cold SDK import can take longer than a short timeout_s: the clients are built before
+    # the first request, so one attempt each still suffices.
+    name, server, provider = vendor
+    quick = create_chat_provider(
+        name, provider.model_id, api=provider.api.model_copy(update={"timeout_s": 0.3})
+    )
+    real_make = quick.make_client
+
+    def slow_make():
+        time.sleep(0.5)
+        return real_make()
+
+    monkeypatch.setattr(quick, "make_client", slow_make)
+    monkeypatch.setattr(quick._clients, "_make", slow_make)
+    once = RetryPolicy(max_attempts=1, initial_wait=0.01, max_wait=0.01, max_total_seconds=10)
+    results = _run(quick, [_req(i) for i in range(3)], retry=once, concurrency=1)
+    assert [results[str(i)].outcome for i in range(3)] == ["ok", "ok", "ok"]
+    assert server.count() == 3

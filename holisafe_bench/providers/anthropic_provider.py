@@ -101,6 +101,11 @@ class AnthropicProvider(ApiProvider):
             return unexpected_error(exc, self._key)
         return None
 
+    async def warm_up(self) -> None:
+        import anthropic.types  # noqa: F401 - the reply model call_once parses into
+
+        self._clients.open()
+
     async def call_once(self, request: ChatRequest) -> ChatResult:
         import anthropic
 

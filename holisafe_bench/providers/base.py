@@ -98,6 +98,11 @@ class ApiProvider(Provider, ABC):
         None if it is not this SDK's; used by live calls and batch control calls alike."""
         return None
 
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Do now what the first call would do lazily (import the SDK, build its clients),
+        so that no attempt's deadline is spent on it: a cold import can take longer than
+        a short `timeout_s`. The runner calls it once, before the first request."""
+
     @abstractmethod
     async def call_once(self, request: ChatRequest) -> ChatResult:
         """Make one attempt. Return ok/content_filter results; raise `ProviderCallError`

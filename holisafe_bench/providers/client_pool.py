@@ -34,9 +34,14 @@ class ClientPool:
         self._clients: list[Any] = []
         self._turn = 0
 
-    def next(self) -> Any:
-        if not self._clients:  # created lazily, inside the event loop that uses them
+    def open(self) -> list[Any]:
+        """The clients, created on first use, inside the event loop that uses them."""
+        if not self._clients:
             self._clients = [self._make() for _ in range(self._size)]
+        return self._clients
+
+    def next(self) -> Any:
+        self.open()
         self._turn = (self._turn + 1) % len(self._clients)
         return self._clients[self._turn]
 

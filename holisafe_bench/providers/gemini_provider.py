@@ -180,6 +180,11 @@ class GeminiProvider(ApiProvider):
         # A reset mid-body (httpx ReadError) is as transient here as in the other SDKs.
         return unexpected_error(exc, self._key)
 
+    async def warm_up(self) -> None:
+        import google.genai.errors  # noqa: F401 - what call_error maps
+
+        self._clients.open()
+
     async def call_once(self, request: ChatRequest) -> ChatResult:
         started = time.monotonic()
         try:

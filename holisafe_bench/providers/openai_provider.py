@@ -200,12 +200,19 @@ class OpenAIProvider(ApiProvider):
             raise self.call_error(exc) from None
         return completion_result(request.id, decode_reply(raw), time.monotonic() - started)
 
-    async def _post(self, payload: dict[str, Any]) -> bytes:
-        client = self._clients.next()
+    async def warm_up(self) -> None:
+        for client in self._clients.open():
+            self._direct_for(client)
+
+    def _direct_for(self, client: Any) -> DirectPost | None:
         key = id(client)
         if key not in self._direct:  # once per client (the pool keeps its clients alive)
             self._direct[key] = direct_post(client)
-        direct = self._direct[key]
+        return self._direct[key]
+
+    async def _post(self, payload: dict[str, Any]) -> bytes:
+        client = self._clients.next()
+        direct = self._direct_for(client)
         if direct is None:  # the SDK's generic POST, which encodes the payload itself
             return await client.post(PATH, body=payload, cast_to=bytes)
         return await direct.post(encode_body(payload))
