@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from holisafe_bench.analysis import plots
-from holisafe_bench.analysis.offload import Offload
+from holisafe_bench.offload import Offload
 from holisafe_bench.analysis.thumbnails import image_chunks, thumbnails
 from holisafe_bench.leaderboard import SortableTable, leaderboard_rows, percent, sortable_table
 from holisafe_bench.paths import ResultsLayout

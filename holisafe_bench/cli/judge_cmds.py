@@ -46,7 +46,8 @@ def judge_cmd(
         "--processes",
         min=1,
         help="[LLM] spread the calls (and the concurrency) over this many worker processes "
-        "(default: one per 32 concurrent calls, up to the CPU count; 1 for short runs).",
+        "(default: one per 32 concurrent calls, up to the CPU count; 1 for short runs). "
+        "[string-match] judge this many models at once (default: one per CPU).",
     ),
     batch: bool = typer.Option(
         False,
@@ -140,27 +141,19 @@ def _models_to_judge(results, names: list[str] | None, all_models: bool) -> list
 
 
 def _judge_each(names: list[str], spec, results, options) -> None:
-    """Judge model after model; with several, one model's failure does not stop the rest
+    """Judge every model; with several, one model's failure does not stop the rest
     (all failures are reported together at the end)."""
     from rich.console import Console
 
     from holisafe_bench.errors import HolisafeError
-    from holisafe_bench.stages.judge import judge_model
 
     console = Console(stderr=True, soft_wrap=True)
     failures = []
-    for name in names:
-        try:
-            model_options, note = (
-                _with_recorded_dataset(options, results, name)
-                if spec.kind == "llm"
-                else (options, "")
-            )
-            s = judge_model(name, spec, results, model_options)
-        except HolisafeError as exc:
+    for name, s, note in _summaries(names, spec, results, options):
+        if isinstance(s, HolisafeError):
             if len(names) == 1:
-                raise
-            failures.append(f"{name}: {exc}")
+                raise s
+            failures.append(f"{name}: {s}")
             continue
         if options.dry_run:
             continue
@@ -175,6 +168,29 @@ def _judge_each(names: list[str], spec, results, options) -> None:
         )
     if failures:
         raise HolisafeError("; ".join(failures))
+
+
+def _summaries(names: list[str], spec, results, options):
+    """(model, its summary or HolisafeError, a note) per model, in order. String matching
+    judges several models side by side in processes; an LLM judge goes model by model."""
+    from holisafe_bench.errors import HolisafeError
+    from holisafe_bench.stages.judge import judge_model
+    from holisafe_bench.stages.judge_all import judge_all_by_strings
+
+    if spec.kind == "string_match" and len(names) > 1:
+        for name, summary in judge_all_by_strings(names, spec, results, options):
+            yield name, summary, ""
+        return
+    for name in names:
+        try:
+            model_options, note = (
+                _with_recorded_dataset(options, results, name)
+                if spec.kind == "llm"
+                else (options, "")
+            )
+            yield name, judge_model(name, spec, results, model_options), note
+        except HolisafeError as exc:
+            yield name, exc, ""
 
 
 def _with_recorded_dataset(options, results, model: str):

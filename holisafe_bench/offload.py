@@ -1,7 +1,8 @@
-"""Work shared with one helper process, so the report uses the second core. Jobs are queued
-for the helper; when this process has nothing else to do, `work_along()` takes back the
-jobs the helper has not started (newest first) and does them here, so neither side idles
-while the other has a queue."""
+"""Work shared with helper processes, so a job of independent parts (the report's plots, the
+string-match verdicts of many models) uses the other cores. Jobs are queued for the
+helpers; when this process has nothing else to do, `work_along()` takes back the jobs no
+helper has started (newest first) and does them here, so no side idles while another has
+a queue."""
 
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ class Job:
 
 
 class Offload:
-    def __init__(self) -> None:
+    def __init__(self, helpers: int = 1) -> None:
         # spawn, not fork: the parent may hold threads and locks (progress bars, SDKs).
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        self._pool = ProcessPoolExecutor(max_workers=helpers, mp_context=get_context("spawn"))
         self._jobs: list[Job] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Job:
