@@ -74,6 +74,10 @@ class EngineArgs(_Strict):
     ) = None
     processor_checkpoint: str | None = None
     conversation_template: Literal["llava_v1"] | None = None
+    # transformers: drop a batch's rows from generation as each ends (EOS) instead of
+    # computing them as padding until the last one ends. None: on the architectures known to
+    # allow it (providers/hf_decoding.CUT_MODEL_TYPES); true / false: always / never.
+    cut_finished: bool | None = None
 
 
 class ApiSettings(_Strict):

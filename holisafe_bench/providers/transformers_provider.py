@@ -13,9 +13,9 @@ Two ways of turning a request into model inputs, chosen by the model file's `[en
 `run` drives it through `stream`: requests are taken a window of a few batches at a time,
 ordered by prompt length within the window and cut into batches, so a batch pads its
 prompts little; each batch's results are recorded as it ends. Generation itself is HF
-`generate`: a batch stops as soon as every row has produced EOS (or its max tokens), but a
-row that is done keeps being computed (as padding) until then; `generate` offers no way to
-drop finished rows.
+`generate`; on the architectures where it is known to be right (or as the model file's
+`cut_finished` says), a row that has produced EOS is dropped from the batch instead of being
+computed as padding until the last row ends (`hf_decoding.generate_cut`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.provenance import sha256_text
+from holisafe_bench.providers import hf_decoding
 from holisafe_bench.providers.base import StreamingProvider
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Usage
@@ -297,6 +298,9 @@ class TransformersProvider(StreamingProvider):
     window_batches: int = STREAM_WINDOW_BATCHES
     #: False: `stream` keeps the order requests come in (the benchmark's baseline).
     sort_by_length: bool = True
+    #: With finished rows cut: new tokens a generate call runs at least before it stops to
+    #: drop the rows that ended (1: each row is dropped at its EOS; more: fewer calls).
+    cut_min_steps: int = 1
 
     def __init__(self, spec: ModelSpec) -> None:
         import torch
@@ -328,6 +332,12 @@ class TransformersProvider(StreamingProvider):
         )
         self.tokenizer = self.inputs.tokenizer
         self.batch_size = engine.batch_size or 8
+        try:  # drop finished rows from a batch (not with one sample per call: nothing to drop)
+            self.cut_finished = self.inputs.max_batch != 1 and hf_decoding.cut_enabled(
+                self.model, engine.cut_finished
+            )
+        except ValueError as exc:
+            raise HolisafeError(f"{spec.source_file or spec.name}: {exc}") from exc
 
     def describe(self) -> dict[str, Any]:
         generation_config = getattr(self.model, "generation_config", None)
@@ -337,6 +347,8 @@ class TransformersProvider(StreamingProvider):
             "revision": self.spec.revision,
             "dtype": str(self.model.dtype),
             "auto_class": self.auto_class,
+            # Finished rows dropped from a batch: the same greedy answers, other sampled draws.
+            "cut_finished": self.cut_finished,
             # Defaults the checkpoint sets (e.g. a repetition penalty) apply to every call.
             "checkpoint_generation_config": (
                 generation_config.to_diff_dict() if generation_config is not None else None
@@ -457,14 +469,19 @@ class TransformersProvider(StreamingProvider):
             sampling["temperature"] = first.temperature
             if first.top_p is not None:
                 sampling["top_p"] = first.top_p
+        args = {
+            "max_new_tokens": first.max_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "use_cache": True,
+            **sampling,
+        }
         with torch.inference_mode():
-            output = self.model.generate(
-                **inputs,
-                max_new_tokens=first.max_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                use_cache=True,
-                **sampling,
-            )
+            if self.cut_finished and len(items) > 1:
+                output = hf_decoding.generate_cut(
+                    self.model, inputs, min_steps=self.cut_min_steps, **args
+                )
+            else:
+                output = self.model.generate(**inputs, **args)
         new_tokens = self.inputs.new_tokens(output, inputs)
         latency = (time.monotonic() - started) / len(items)
         return [
