@@ -6,13 +6,21 @@ a queue."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from typing import Any
 
 _NOT_RUN = object()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells), at least 1."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return len(usable) if usable else os.cpu_count() or 1
 
 
 class Job:
@@ -38,9 +46,16 @@ class Job:
 
 
 class Offload:
-    def __init__(self, helpers: int = 1) -> None:
-        # spawn, not fork: the parent may hold threads and locks (progress bars, SDKs).
-        self._pool = ProcessPoolExecutor(max_workers=helpers, mp_context=get_context("spawn"))
+    def __init__(self, helpers: int = 1, start_method: str = "spawn") -> None:
+        # spawn by default, not fork: the parent may hold threads and locks (progress bars,
+        # SDKs). "auto" forks (helpers start at once, nothing to import again) only while
+        # this process runs a single thread, where no lock can be held across the fork.
+        if start_method == "auto":
+            single = threading.active_count() == 1
+            start_method = "fork" if single and "fork" in get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(
+            max_workers=helpers, mp_context=get_context(start_method)
+        )
         self._jobs: list[Job] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Job:

@@ -25,6 +25,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from holisafe_bench.errors import HolisafeError
+from holisafe_bench.offload import usable_cpus
 from holisafe_bench.providers.base import ApiProvider, ProviderRecipe
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 
@@ -44,9 +45,7 @@ def worker_count(requested: int | None, *, concurrency: int, calls: int) -> int:
         return requested
     if calls < 4 * concurrency:
         return 1
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    cpus = len(usable) if usable else os.cpu_count() or 1
-    return max(1, min(cpus, -(-concurrency // CALLS_PER_PROCESS)))
+    return max(1, min(usable_cpus(), -(-concurrency // CALLS_PER_PROCESS)))
 
 
 @dataclass(frozen=True)

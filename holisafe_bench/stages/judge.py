@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from holisafe_bench.errors import HolisafeError
-from holisafe_bench.fingerprints import WatchedRead, write_sidecar
+from holisafe_bench.fingerprints import WatchedRead, read_sidecar, write_sidecar
 from holisafe_bench.judging.options import JudgeOptions
 from holisafe_bench.judging.parser import conflict_counts
 from holisafe_bench.judging.string_match import StringMatchJudge, phrase_list_hash
@@ -114,7 +114,7 @@ def _plan_strings(
     responses = stored.read_dicts(watch.checked(plain_response), plain_responses)
     source_digest = watch.source_digest()
     _refuse_empty(model, layout, responses)
-    fingerprints = {
+    fingerprints = _known_fingerprints(layout, model, source_digest, responses) or {
         i: response_fingerprint(r["outcome"], r.get("text")) for i, r in responses.items()
     }
     store = RecordStore(layout.verdicts(model, judge.name), VerdictRecord)
@@ -125,6 +125,17 @@ def _plan_strings(
     plan = JudgePlan(model, judge, layout, options, responses, todo, fingerprints, existing)
     plan.source_digest = source_digest
     return plan
+
+
+def _known_fingerprints(
+    layout: ResultsLayout, model: str, source_digest: str | None, responses: dict
+) -> dict[int, str] | None:
+    """The fingerprints an earlier judge wrote for these very bytes (the sidecar), when it
+    covers exactly these responses; None: compute them."""
+    if source_digest is None:
+        return None
+    known = read_sidecar(layout.response_fingerprints(model), source_digest)
+    return known if known is not None and known.keys() == responses.keys() else None
 
 
 def _is_current(verdict: dict | None, fingerprint: str) -> bool:

@@ -4,13 +4,12 @@ are those `judge_model` writes model by model; only the wall time changes."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.judging.options import JudgeOptions
 from holisafe_bench.judging.verdicts import JudgeSummary
-from holisafe_bench.offload import Offload
+from holisafe_bench.offload import Offload, usable_cpus
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.registry import JudgeSpec
 from holisafe_bench.stages.judge import judge_model
@@ -18,8 +17,7 @@ from holisafe_bench.stages.judge import judge_model
 
 def string_match_processes(options: JudgeOptions, models: int) -> int:
     """`--processes`, else one per CPU this process may use; never more than the models."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(options.processes or cpus or 1, models))
+    return max(1, min(options.processes or usable_cpus(), models))
 
 
 def judge_all_by_strings(
@@ -33,7 +31,7 @@ def judge_all_by_strings(
     if processes == 1:
         yield from ((name, _judge_one(name, judge, layout, options)) for name in names)
         return
-    with Offload(helpers=processes - 1) as helpers:
+    with Offload(helpers=processes - 1, start_method="auto") as helpers:
         jobs = [helpers.submit(_judge_one, name, judge, layout, quiet) for name in names]
         helpers.work_along()
         yield from zip(names, (job.result() for job in jobs), strict=True)
