@@ -1,9 +1,11 @@
 """`run --ray` scaling (issue 16): the tiny random-weight LLaVA (`tiny-llava-random`) over
-N samples, end to end through the CLI (process start to exit), three ways:
+N samples, end to end through the CLI (process start to exit), four ways:
 
 - in-process: `run` as it is, no Ray;
-- `--ray --max-replicas 1`: a local Ray started by the command, one replica;
-- `--ray --max-replicas 2`: two replicas (data parallel).
+- `--ray --max-replicas 1`: a local Ray started (and stopped) by the command, one replica;
+- `--ray --max-replicas 2`: two replicas (data parallel);
+- `--ray auto --max-replicas 1`: one replica on a cluster that is already up (`ray start
+  --head` on 127.0.0.1 by this script, untimed), as a lab with a cluster runs it.
 
 Every model process runs `--threads` OpenMP threads (OMP_NUM_THREADS, which a local Ray
 passes on to its replicas), 1 by default: on a 2-core machine shared with other work, a
@@ -11,7 +13,7 @@ process with two OpenMP threads swings by 5x from run to run with the other load
 threads wait for each other at every operation), which drowns what is measured here.
 
 Wall time (median of --rounds, interleaved), CPU of the whole process tree (Ray's own
-processes included), the ratios, and a check that all three wrote the same texts.
+processes included), the ratios, and a check that all four wrote the same texts.
 Targets: --ray with 1 replica within 1.3x of in-process; 2 replicas faster than 1.
 
 A 2-core CPU machine and a model of a few MB: this measures the harness's overhead (Ray's
@@ -52,6 +54,9 @@ WAYS = {
     "in-process": [],
     "ray, 1 replica": ["--ray", "--max-replicas", "1"],
     "ray, 2 replicas": ["--ray", "--max-replicas", "2"],
+    # As a lab runs it: the cluster is up (here `ray start --head` by this script, untimed,
+    # just before this way), so the command connects instead of starting and stopping Ray.
+    "cluster, 1 replica": ["--ray", "auto", "--max-replicas", "1"],
 }
 
 
@@ -68,6 +73,27 @@ def _isolate() -> None:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _untimed(cmd: list[str], env: dict[str, str]) -> None:
+    if subprocess.run(cmd, env=env, check=False).returncode != 0:
+        raise SystemExit(f"the warm-up run failed: {' '.join(cmd)}")
+
+
+def _ray_cli() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+def _start_head(env: dict[str, str]) -> None:
+    """A one-node cluster on 127.0.0.1 with this machine's CPUs, for the "cluster" way; its
+    workers inherit `env` (one OpenMP thread, the bytecode cache) as a lab's would its own."""
+    command = [_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1"]
+    command += ["--include-dashboard=false", "--disable-usage-stats"]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+
+
+def _stop_head(env: dict[str, str]) -> None:
+    subprocess.run([_ray_cli(), "stop", "--force"], env=env, check=False, capture_output=True)
 
 
 def _texts(results: Path) -> dict[int, str]:
@@ -99,11 +125,7 @@ def main() -> None:
         # Once untimed, both ways: the model is built, bytecode and page caches are warm.
         warm = [*CLI, "run", "-m", MODEL, "-d", str(data), "--limit", "2"]
         for extra in ([], ["--ray"]):
-            done = subprocess.run(
-                [*warm, "--results", f"{tmp}/warm{len(extra)}", *extra], env=env, check=False
-            )
-            if done.returncode != 0:
-                raise SystemExit("the warm-up run failed")
+            _untimed([*warm, "--results", f"{tmp}/warm{len(extra)}", *extra], env)
         walls: dict[str, list[float]] = {way: [] for way in WAYS}
         cpus: dict[str, list[float]] = {way: [] for way in WAYS}
         texts: dict[str, dict[int, str]] = {}
@@ -113,13 +135,20 @@ def main() -> None:
                 cmd = [*CLI, "run", "-m", MODEL, "-d", str(data), "--results", str(out), *extra]
                 if args.max_tokens:
                     cmd += ["--max-tokens", str(args.max_tokens)]
-                wall, cpu = timed(cmd, env)
+                if "auto" in extra:  # the cluster is up before, and only for, this way
+                    _start_head(env)
+                    _untimed([*warm, "--results", f"{out}-warm", *extra], env)
+                try:
+                    wall, cpu = timed(cmd, env)
+                finally:
+                    if "auto" in extra:
+                        _stop_head(env)
                 walls[way].append(wall)
                 cpus[way].append(cpu)
                 texts[way] = _texts(out)
         _report(walls, cpus, args.n)
         same = all(texts[way] == texts["in-process"] for way in WAYS)
-        print(f"  same texts in all three: {same} ({len(texts['in-process'])} samples)")
+        print(f"  same texts in all four: {same} ({len(texts['in-process'])} samples)")
         print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
 
 
@@ -132,7 +161,9 @@ def _report(walls: dict[str, list[float]], cpus: dict[str, list[float]], n: int)
         wall, cpu = statistics.median(walls[way]), statistics.median(cpus[way])
         print(f"  {way:18s} {wall:8.2f} {cpu:8.2f} {n / wall:10.2f} {wall / base:13.2f}x")
     two = statistics.median(walls["ray, 2 replicas"])
+    running = statistics.median(walls["cluster, 1 replica"])
     print(f"  ray 1 replica / in-process: {one / base:.2f}x (target <= 1.3x)")
+    print(f"  running cluster, 1 replica / in-process: {running / base:.2f}x")
     print(f"  ray 2 replicas vs 1: {one / two:.2f}x faster (target > 1)")
 
 

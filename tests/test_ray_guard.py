@@ -9,6 +9,7 @@ Ray listens on its nodes' addresses, so these run only in a private network name
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,9 +34,9 @@ KW = (
 )
 
 
-def _guard(*args: str) -> None:
+def _guard(*args: str, env: dict[str, str] | None = None) -> None:
     cli = [sys.executable, "-c", "from holisafe_bench.cli.main import main; main()", "guard"]
-    done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -75,7 +76,10 @@ def test_a_zero_shot_guard_on_ray_answers_as_in_one_process(data, tmp_path):
     kw.write_text(KW)
     common = ["--model", str(kw), "-d", str(data), "--protocol", "input"]
     _guard(*common, "--results", str(tmp_path / "here"))
-    _guard(*common, "--results", str(tmp_path / "ray"), "--ray")
+    # A bare --ray starts a Ray of its own, even where RAY_ADDRESS names another cluster
+    # (here one that does not exist), which ray.init alone would try to join.
+    elsewhere = {**os.environ, "RAY_ADDRESS": "127.0.0.1:9"}
+    _guard(*common, "--results", str(tmp_path / "ray"), "--ray", env=elsewhere)
     here = _verdicts(tmp_path / "here", "kw", "input")
     there = _verdicts(tmp_path / "ray", "kw", "input")
     assert set(here) == set(there) and len(here) == 40

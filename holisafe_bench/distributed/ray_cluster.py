@@ -68,11 +68,16 @@ def connect(address: str | None) -> RayConnection:
     try:
         if address is None:
             ray.init(
+                # "local": a new instance even where RAY_ADDRESS is set or a cluster this
+                # machine started is up (ray.init would join those without an address).
+                address="local",
                 include_dashboard=False,
                 _node_ip_address="127.0.0.1",
                 # Ray runs its workers at nice 15, for the sake of its own daemons; here a
                 # worker is the model, and the machine's other work must not starve it.
-                _system_config={"worker_niceness": 0},
+                # Nor does it start idle workers for this driver ahead of need: a replica
+                # needs one, and the others would only take CPU from it while they load.
+                _system_config={"worker_niceness": 0, "prestart_worker_first_driver": False},
                 **common,
             )
         else:
