@@ -75,9 +75,7 @@ def connect(address: str | None) -> RayConnection:
                 _node_ip_address="127.0.0.1",
                 # Ray runs its workers at nice 15, for the sake of its own daemons; here a
                 # worker is the model, and the machine's other work must not starve it.
-                # Nor does it start idle workers for this driver ahead of need: a replica
-                # needs one, and the others would only take CPU from it while they load.
-                _system_config={"worker_niceness": 0, "prestart_worker_first_driver": False},
+                _system_config={"worker_niceness": 0},
                 **common,
             )
         else:

@@ -48,7 +48,7 @@ class RayPool(StreamingProvider):
         """Start `shape.replicas` actors, each building `create_provider(spec)` itself.
         `forward_env`: pass the driver's settings (forwarded_env) to the replicas; not
         needed when this process started Ray, whose workers inherit its environment (and
-        a replica then starts in a plain worker, with no runtime_env to set up)."""
+        then a replica can take one of Ray's ready worker processes)."""
         from holisafe_bench.providers.factory import create_provider
 
         options = shape.actor_options()
