@@ -60,19 +60,10 @@ def _requests(n: int, max_tokens: int):
 
 def _provider(batch_size: int):
     from holisafe_bench.providers.transformers_provider import TransformersProvider
-    from holisafe_bench.registry import EngineArgs, ModelSpec
-    from holisafe_bench.testing.tiny_models import build_tiny_llava
+    from holisafe_bench.testing.tiny_models import build_tiny_llava, tiny_transformers_spec
 
     folder = build_tiny_llava(Path(tempfile.mkdtemp(prefix="tiny-llava-")) / "m")
-    spec = ModelSpec(
-        name="tiny",
-        display_name="Tiny",
-        group="open-weight",
-        provider="transformers",
-        checkpoint=str(folder),
-        engine=EngineArgs(dtype="float32", batch_size=batch_size),
-    )
-    return TransformersProvider(spec)
+    return TransformersProvider(tiny_transformers_spec(folder, batch_size=batch_size))
 
 
 def _padding(provider, requests, batch_size: int, sort: bool) -> tuple[int, int]:

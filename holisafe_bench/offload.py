@@ -53,9 +53,7 @@ class Offload:
         if start_method == "auto":
             single = threading.active_count() == 1
             start_method = "fork" if single and "fork" in get_all_start_methods() else "spawn"
-        self._pool = ProcessPoolExecutor(
-            max_workers=helpers, mp_context=get_context(start_method)
-        )
+        self._pool = ProcessPoolExecutor(max_workers=helpers, mp_context=get_context(start_method))
         self._jobs: list[Job] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Job:

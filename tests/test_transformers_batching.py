@@ -16,8 +16,10 @@ from PIL import Image  # noqa: E402
 from holisafe_bench.providers.base import StreamingProvider  # noqa: E402
 from holisafe_bench.providers.transformers_provider import TransformersProvider  # noqa: E402
 from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
-from holisafe_bench.registry import EngineArgs, ModelSpec  # noqa: E402
-from holisafe_bench.testing.tiny_models import build_tiny_llava  # noqa: E402
+from holisafe_bench.testing.tiny_models import (  # noqa: E402
+    build_tiny_llava,
+    tiny_transformers_spec,
+)
 
 WORDS = ("what", "shape", "colour", "is", "the", "circle", "in", "this", "picture", "describe")
 BATCH = 3
@@ -34,15 +36,7 @@ def provider(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         folder = build_tiny_llava(tmp_path_factory.mktemp("tiny") / "tiny-llava")
-        spec = ModelSpec(
-            name="tiny",
-            display_name="Tiny",
-            group="open-weight",
-            provider="transformers",
-            checkpoint=str(folder),
-            engine=EngineArgs(dtype="float32", batch_size=BATCH),
-        )
-        yield TransformersProvider(spec)
+        yield TransformersProvider(tiny_transformers_spec(folder, batch_size=BATCH))
 
 
 @pytest.fixture(autouse=True)

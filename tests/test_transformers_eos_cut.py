@@ -23,8 +23,11 @@ from holisafe_bench.errors import HolisafeError  # noqa: E402
 from holisafe_bench.providers import hf_decoding  # noqa: E402
 from holisafe_bench.providers.transformers_provider import TransformersProvider  # noqa: E402
 from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
-from holisafe_bench.registry import EngineArgs, ModelSpec  # noqa: E402
-from holisafe_bench.testing.tiny_models import build_tiny_llava  # noqa: E402
+from holisafe_bench.registry import ModelSpec  # noqa: E402
+from holisafe_bench.testing.tiny_models import (  # noqa: E402
+    build_tiny_llava,
+    tiny_transformers_spec,
+)
 
 WORDS = ("what", "shape", "colour", "is", "the", "circle", "in", "this", "picture", "describe")
 MAX_TOKENS = 24
@@ -44,14 +47,7 @@ def _requests(n: int = ROWS, max_tokens: int = MAX_TOKENS) -> list[ChatRequest]:
 
 
 def _spec(folder, **engine) -> ModelSpec:
-    return ModelSpec(
-        name="tiny",
-        display_name="Tiny",
-        group="open-weight",
-        provider="transformers",
-        checkpoint=str(folder),
-        engine=EngineArgs(dtype="float32", batch_size=ROWS, **engine),
-    )
+    return tiny_transformers_spec(folder, batch_size=ROWS, **engine)
 
 
 @pytest.fixture(scope="module")

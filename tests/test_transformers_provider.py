@@ -13,8 +13,11 @@ from PIL import Image  # noqa: E402
 from holisafe_bench.errors import HolisafeError  # noqa: E402
 from holisafe_bench.providers.transformers_provider import TransformersProvider  # noqa: E402
 from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
-from holisafe_bench.registry import EngineArgs, ModelSpec  # noqa: E402
-from holisafe_bench.testing.tiny_models import build_tiny_llava  # noqa: E402
+from holisafe_bench.registry import ModelSpec  # noqa: E402
+from holisafe_bench.testing.tiny_models import (  # noqa: E402
+    build_tiny_llava,
+    tiny_transformers_spec,
+)
 
 
 def _png(size, color) -> ImageInput:
@@ -27,15 +30,7 @@ def _png(size, color) -> ImageInput:
 def provider(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")
     folder = build_tiny_llava(tmp_path_factory.mktemp("tiny") / "tiny-llava")
-    spec = ModelSpec(
-        name="tiny",
-        display_name="Tiny",
-        group="open-weight",
-        provider="transformers",
-        checkpoint=str(folder),
-        engine=EngineArgs(dtype="float32", batch_size=4),
-    )
-    return TransformersProvider(spec)
+    return TransformersProvider(tiny_transformers_spec(folder, batch_size=4))
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from holisafe_bench.analysis import plots
-from holisafe_bench.offload import Offload
 from holisafe_bench.analysis.thumbnails import image_chunks, thumbnails
 from holisafe_bench.leaderboard import SortableTable, leaderboard_rows, percent, sortable_table
+from holisafe_bench.offload import Offload
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.provenance import package_versions
 from holisafe_bench.records import utc_now

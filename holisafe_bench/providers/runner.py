@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
@@ -119,10 +120,9 @@ async def run_api_requests(
     lazily, so a long iterator is never held in memory. Returns
     the concurrency window (its `throttled` count says how many 429s were seen)."""
     window = window or AdaptiveWindow(concurrency)
-    try:
+    # A failure here is met again by the first call, which records it per request.
+    with contextlib.suppress(Exception):
         await provider.warm_up()
-    except Exception:  # noqa: S110 - the first call meets the same failure and records it
-        pass
     sender = _Sender(provider, retry or RetryPolicy(), window, rpm, tpm)
     pull = _puller(requests)
     in_flight: set[asyncio.Task[ChatResult]] = set()

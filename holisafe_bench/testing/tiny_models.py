@@ -171,3 +171,18 @@ def build_tiny_llava(out_dir: Path, *, seed: int = 0) -> Path:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+def tiny_transformers_spec(folder: Path, **engine: object):
+    """The model file of a tiny checkpoint at `folder` on the transformers provider, float32,
+    with `engine` fields (batch_size, cut_finished, ...) on top."""
+    from holisafe_bench.registry import EngineArgs, ModelSpec
+
+    return ModelSpec(
+        name="tiny",
+        display_name="Tiny",
+        group="open-weight",
+        provider="transformers",
+        checkpoint=str(folder),
+        engine=EngineArgs(dtype="float32", **engine),
+    )
