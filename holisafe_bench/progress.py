@@ -60,7 +60,8 @@ class StageProgress:
         self._progress.update(self._task_id, advance=self._unshown, counters=shown)
         self._unshown = 0
         self._shown_at = time.monotonic()
-        speed = self._progress.tasks[0].speed
+        # This task's own speed: a display can hold several (one line per model).
+        speed = next((t.speed for t in self._progress.tasks if t.id == self._task_id), None)
         self._progress.update(self._task_id, rate=f"{speed:.1f}/s" if speed else "")
 
     def counters_text(self) -> str:
@@ -84,15 +85,10 @@ def _show(key: str, value: float, elapsed: float = 0.0) -> str:
     return f"{key} {value:g}" if float(value).is_integer() else f"{key} {value:.4g}"
 
 
-@contextlib.contextmanager
-def stage_progress(
-    description: str, total: int, *, enabled: bool = True
-) -> Iterator[StageProgress]:
-    """A progress bar on stderr when it is a terminal; otherwise counters only."""
-    if not enabled or total == 0 or not sys.stderr.isatty():
-        yield StageProgress()
-        return
-    progress = Progress(
+def progress_display() -> Progress:
+    """The display on stderr: description, bar, done/total, rate, elapsed, ETA, counters;
+    add a task per line with `rate` and `counters` fields."""
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -103,6 +99,17 @@ def stage_progress(
         TextColumn("{task.fields[counters]}"),
         console=Console(stderr=True),
     )
+
+
+@contextlib.contextmanager
+def stage_progress(
+    description: str, total: int, *, enabled: bool = True
+) -> Iterator[StageProgress]:
+    """A progress bar on stderr when it is a terminal; otherwise counters only."""
+    if not enabled or total == 0 or not sys.stderr.isatty():
+        yield StageProgress()
+        return
+    progress = progress_display()
     task_id = progress.add_task(description, total=total, counters="", rate="")
     stage = StageProgress(progress, task_id)
     try:

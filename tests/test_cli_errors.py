@@ -232,3 +232,19 @@ def test_agreement_between_judges_with_no_model_in_common(tmp_path):
     assert cli("judge", "--judge", "string-match", "-m", "a", "--results", out).returncode == 0
     assert cli("judge", "--judge", str(judge_b), "-m", "b", "--results", out).returncode == 0
     one_line_error(cli("agreement", "--results", out), "share no judged model")
+
+
+@pytest.mark.parametrize("command", [["run", "-m", "kw-file"], ["guard", "-m", "kw-file"]])
+@pytest.mark.parametrize(
+    ("option", "fragments"),
+    [
+        (["--ids", "12,abc"], ["--ids: 'abc' is not a sample id", "integers"]),
+        (["--types", "SSS,XYZ"], ["--types: unknown ['XYZ']", "UUU"]),
+    ],
+)
+def test_a_bad_selection_is_one_line_naming_the_option(tmp_path, command, option, fragments):
+    model = tmp_path / "kw.toml"
+    model.write_text(BASELINE)
+    args = [model if part == "kw-file" else part for part in command]
+    res = cli(*map(str, args), "-d", "sample", "--results", str(tmp_path / "r"), *option)
+    one_line_error(res, *fragments)

@@ -22,6 +22,14 @@ DatasetOption = typer.Option(
     ),
 )
 
+# The sample selection of the stages that send samples (run, guard).
+LimitOption = typer.Option(None, "--limit", help="Only the first N samples (after filters).")
+TypesOption = typer.Option(
+    None, "--types", help="Type codes to keep, e.g. SSU,UUU (repeat or comma-separate)."
+)
+CategoriesOption = typer.Option(None, "--categories", help="Categories to keep.")
+IdsOption = typer.Option(None, "--ids", help="Sample ids to keep, e.g. 12,40.")
+
 
 def layout(root: Path) -> ResultsLayout:
     return ResultsLayout(root=root)
@@ -35,6 +43,44 @@ def split_csv(values: list[str] | None) -> list[str] | None:
     for value in values:
         out.extend(v.strip() for v in value.split(",") if v.strip())
     return out or None
+
+
+def chosen_samples(
+    samples: list,
+    *,
+    limit: int | None,
+    types: list[str] | None,
+    categories: list[str] | None,
+    ids: list[str] | None,
+    sample_n: int | None = None,
+    seed: int = 0,
+) -> list:
+    """The samples the selection options keep (list options repeated or comma-separated)."""
+    from holisafe_bench.dataset import select
+
+    return select(
+        samples,
+        limit=limit,
+        types=split_csv(types),
+        categories=split_csv(categories),
+        ids=_sample_ids(ids),
+        sample_n=sample_n,
+        seed=seed,
+    )
+
+
+def _sample_ids(values: list[str] | None) -> list[int] | None:
+    from holisafe_bench.errors import HolisafeError
+
+    ids = []
+    for text in split_csv(values) or []:
+        try:
+            ids.append(int(text))
+        except ValueError:
+            raise HolisafeError(
+                f"--ids: {text!r} is not a sample id (ids are integers, e.g. --ids 12,40)"
+            ) from None
+    return ids or None
 
 
 def check_level(level: float | None, option: str = "--ci") -> float | None:

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from holisafe_bench.cli.common import DatasetOption, ResultsOption, layout, split_csv
+from holisafe_bench.cli.common import (
+    CategoriesOption,
+    DatasetOption,
+    IdsOption,
+    LimitOption,
+    ResultsOption,
+    TypesOption,
+    chosen_samples,
+    layout,
+)
 from holisafe_bench.cli.run_cmds import RayAddressCommand
 
 GUARD_HELP = (
@@ -52,10 +61,10 @@ def guard_cmd(
     ),
     dataset: str = DatasetOption,
     out: Path = ResultsOption,
-    limit: int = typer.Option(None, "--limit", help="Only the first N samples (after filters)."),
-    types: list[str] = typer.Option(None, "--types", help="Type codes to keep, e.g. SSS,UUU."),
-    categories: list[str] = typer.Option(None, "--categories", help="Categories to keep."),
-    ids: list[str] = typer.Option(None, "--ids", help="Sample ids to keep."),
+    limit: int = LimitOption,
+    types: list[str] = TypesOption,
+    categories: list[str] = CategoriesOption,
+    ids: list[str] = IdsOption,
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier verdicts."),
     batch_size: int = typer.Option(
         None, "--batch-size", min=1, help="Samples per forward pass or engine batch."
@@ -82,7 +91,7 @@ def guard_cmd(
     # Long: only in its signature (one typer option per flag).
     from rich.console import Console
 
-    from holisafe_bench.dataset import load_benchmark, select
+    from holisafe_bench.dataset import load_benchmark
     from holisafe_bench.errors import HolisafeError
     from holisafe_bench.guarding.spec import get_guard
     from holisafe_bench.guarding.verdict import PROTOCOLS
@@ -96,13 +105,7 @@ def guard_cmd(
     if base_url:
         spec = spec.model_copy(update={"api": spec.api.model_copy(update={"base_url": base_url})})
     bench = load_benchmark(dataset)
-    chosen = select(
-        bench.samples,
-        limit=limit,
-        types=split_csv(types),
-        categories=split_csv(categories),
-        ids=[int(i) for i in split_csv(ids) or []] or None,
-    )
+    chosen = chosen_samples(bench.samples, limit=limit, types=types, categories=categories, ids=ids)
     options = GuardOptions(
         protocol=protocol,
         overwrite=overwrite,

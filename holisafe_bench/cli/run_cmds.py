@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from typer.core import TyperCommand
 
-from holisafe_bench.cli.common import DatasetOption, ResultsOption, layout, split_csv
+from holisafe_bench.cli.common import (
+    CategoriesOption,
+    DatasetOption,
+    IdsOption,
+    LimitOption,
+    ResultsOption,
+    TypesOption,
+    chosen_samples,
+    layout,
+)
 from holisafe_bench.distributed.ray_cluster import LOCAL as RAY_LOCAL  # imports no ray
 
 
@@ -60,12 +69,10 @@ def run_cmd(
     ),
     dataset: str = DatasetOption,
     out: Path = ResultsOption,
-    limit: int = typer.Option(None, "--limit", help="Only the first N samples (after filters)."),
-    types: list[str] = typer.Option(
-        None, "--types", help="Type codes to keep, e.g. SSU,UUU (repeat or comma-separate)."
-    ),
-    categories: list[str] = typer.Option(None, "--categories", help="Categories to keep."),
-    ids: list[str] = typer.Option(None, "--ids", help="Sample ids to keep."),
+    limit: int = LimitOption,
+    types: list[str] = TypesOption,
+    categories: list[str] = CategoriesOption,
+    ids: list[str] = IdsOption,
     sample: int = typer.Option(None, "--sample", help="A deterministic random subset of N."),
     seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
     shard: str = typer.Option(
@@ -119,7 +126,7 @@ def run_cmd(
     ),
 ) -> None:
     # Long: only in its signature (one typer option per flag).
-    from holisafe_bench.dataset import load_benchmark, select
+    from holisafe_bench.dataset import load_benchmark
     from holisafe_bench.errors import HolisafeError
     from holisafe_bench.registry import get_model
     from holisafe_bench.stages.run import RunOptions, Shard
@@ -136,12 +143,12 @@ def run_cmd(
         for spec in specs:
             check_runs_on_ray(spec)
     bench = load_benchmark(dataset)
-    chosen = select(
+    chosen = chosen_samples(
         bench.samples,
         limit=limit,
-        types=split_csv(types),
-        categories=split_csv(categories),
-        ids=[int(i) for i in split_csv(ids) or []] or None,
+        types=types,
+        categories=categories,
+        ids=ids,
         sample_n=sample,
         seed=seed,
     )

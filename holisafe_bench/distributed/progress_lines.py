@@ -7,18 +7,9 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TaskID
 
-from holisafe_bench.progress import StageProgress
+from holisafe_bench.progress import StageProgress, progress_display
 
 
 class _Line(StageProgress):
@@ -32,15 +23,6 @@ class _Line(StageProgress):
         if self.left <= 0:  # a model that ends while others go on shows its final count
             self.flush()
 
-    def flush(self) -> None:
-        super().flush()
-        progress, task_id = self._progress, self._task_id
-        if progress is None or task_id is None or not progress.live.is_started:
-            return
-        # StageProgress shows the speed of the display's first task: show this line's own.
-        speed = next((t.speed for t in progress.tasks if t.id == task_id), None)
-        progress.update(task_id, rate=f"{speed:.1f}/s" if speed else "")
-
 
 @contextlib.contextmanager
 def progress_lines(entries: list[tuple[str, int, int]]) -> Iterator[list[StageProgress]]:
@@ -49,17 +31,7 @@ def progress_lines(entries: list[tuple[str, int, int]]) -> Iterator[list[StagePr
     if not sys.stderr.isatty() or not any(total for _, total, _ in entries):
         yield [StageProgress() for _ in entries]
         return
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[counters]}"),
-        console=Console(stderr=True),
-    )
+    progress = progress_display()
     lines: list[StageProgress] = [
         _Line(progress, progress.add_task(text, total=total, counters="", rate=""), expected)
         for text, total, expected in entries

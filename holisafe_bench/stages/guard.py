@@ -28,7 +28,7 @@ from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import Invocation, Sample, utc_now
 from holisafe_bench.registry import ModelSpec
 from holisafe_bench.stages.dispatch import DispatchSettings, Work, built_requests, dispatch
-from holisafe_bench.stages.run import previous_manifest
+from holisafe_bench.stages.writing import previous_manifest, write_all
 from holisafe_bench.store import RecordStore, write_json_atomic
 
 if TYPE_CHECKING:
@@ -174,21 +174,17 @@ def execute_guard(
         provider = provider or _create_provider(plan)  # fails here, before any sample
         manifest.provider_details = provider.describe()
         write_json_atomic(plan.manifest_path, manifest.model_dump(mode="json"))
-
-        def record(rec: GuardRecord) -> None:
-            writer.write(rec)
-            summary.outcomes[rec.outcome] += 1
-            manifest.usage = manifest.usage + rec.usage
-            invocation.usage = invocation.usage + rec.usage
-            if on_record is not None:
-                on_record(rec)
-
-        store = RecordStore(plan.verdicts_path, GuardRecord)
-        try:
-            with store.writer(overwrite=plan.options.overwrite) as writer:
-                _classify_all(provider, plan, bench, record)
-        finally:
-            provider.close()
+        write_all(
+            plan.verdicts_path,
+            GuardRecord,
+            lambda record: _classify_all(provider, plan, bench, record),
+            overwrite=plan.options.overwrite,
+            provider=provider,
+            summary=summary,
+            manifest=manifest,
+            invocation=invocation,
+            on_record=on_record,
+        )
     manifest.invocations.append(invocation)
     _finish_manifest(plan, manifest, invocation, summary)
     summary.elapsed_s = invocation.elapsed_s = round(time.monotonic() - started, 3)

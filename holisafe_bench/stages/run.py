@@ -12,9 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.paths import ResultsLayout
@@ -31,12 +29,11 @@ from holisafe_bench.records import (
 )
 from holisafe_bench.registry import ModelSpec
 from holisafe_bench.stages.dispatch import DispatchSettings, Work, dispatch
+from holisafe_bench.stages.writing import previous_manifest, write_all
 from holisafe_bench.store import RecordStore, write_json_atomic
 
 if TYPE_CHECKING:
     from holisafe_bench.dataset import Benchmark
-
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -150,16 +147,6 @@ def output_paths(layout: ResultsLayout, model: str, shard: Shard | None) -> tupl
     return folder / "responses.jsonl", folder / "run.json"
 
 
-def previous_manifest(path: Path, manifest_type: type[M]) -> M | None:
-    """The manifest an earlier invocation left, or None (absent or unreadable)."""
-    if not path.exists():
-        return None
-    try:
-        return manifest_type.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None  # an unreadable manifest is rewritten; the records are what matter
-
-
 def _check_manifest_compatible(
     previous: RunManifest | None, path: Path, spec: ModelSpec, sampling: Sampling
 ) -> None:
@@ -257,21 +244,17 @@ def execute_run(
         manifest.provider_details = provider.describe()
         manifest.chat_template_hash = manifest.provider_details.get("chat_template_hash")
         write_json_atomic(plan.manifest_path, manifest.model_dump(mode="json"))
-
-        def record(rec: ResponseRecord) -> None:
-            writer.write(rec)
-            summary.outcomes[rec.outcome] += 1
-            manifest.usage = manifest.usage + rec.usage
-            invocation.usage = invocation.usage + rec.usage
-            if on_record is not None:
-                on_record(rec)
-
-        store = RecordStore(plan.responses_path, ResponseRecord)
-        try:
-            with store.writer(overwrite=plan.options.overwrite) as writer:
-                _answer(provider, plan, bench, record)
-        finally:
-            provider.close()
+        write_all(
+            plan.responses_path,
+            ResponseRecord,
+            lambda record: _answer(provider, plan, bench, record),
+            overwrite=plan.options.overwrite,
+            provider=provider,
+            summary=summary,
+            manifest=manifest,
+            invocation=invocation,
+            on_record=on_record,
+        )
     _finish_manifest(plan, manifest, invocation, summary)
     summary.elapsed_s = invocation.elapsed_s = round(time.monotonic() - started, 3)
     write_json_atomic(plan.manifest_path, manifest.model_dump(mode="json"))
