@@ -7,11 +7,12 @@ a queue."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_all_start_methods, get_context
+from multiprocessing import get_context
 from typing import Any
 
 _NOT_RUN = object()
@@ -48,11 +49,12 @@ class Job:
 class Offload:
     def __init__(self, helpers: int = 1, start_method: str = "spawn") -> None:
         # spawn by default, not fork: the parent may hold threads and locks (progress bars,
-        # SDKs). "auto" forks (helpers start at once, nothing to import again) only while
-        # this process runs a single thread, where no lock can be held across the fork.
+        # SDKs). "auto" forks (helpers start at once, nothing to import again) only on Linux
+        # and while this process runs a single thread, where no lock can be held across the
+        # fork (macOS system libraries are not fork-safe even then).
         if start_method == "auto":
             single = threading.active_count() == 1
-            start_method = "fork" if single and "fork" in get_all_start_methods() else "spawn"
+            start_method = "fork" if single and sys.platform.startswith("linux") else "spawn"
         self._pool = ProcessPoolExecutor(max_workers=helpers, mp_context=get_context(start_method))
         self._jobs: list[Job] = []
 
