@@ -79,9 +79,11 @@ def _workload(provider, n: int, long: int, max_tokens: int) -> tuple[int, list]:
     within the first quarter of max_tokens, and `long` that never produce it (they run to
     max_tokens). Picked from a pool of 4n requests: the token is the one that ends the most
     answers early while leaving at least `long` answers that never produce it."""
+    from holisafe_bench.testing.tiny_models import new_token_ids
+
     pool = _requests(4 * n, max_tokens)
     provider.cut_finished = False
-    answers = _generated_ids(provider, pool)
+    answers = new_token_ids(provider, lambda p: list(p.stream(pool)))
     special = set(provider.tokenizer.all_special_ids)
     best, best_early = None, -1
     for token in sorted({t for a in answers.values() for t in a} - special):
@@ -116,23 +118,6 @@ def _widen(folder: Path, width: int | None, layers: int | None) -> None:
     model.generation_config.pad_token_id = text.pad_token_id
     model.generation_config.eos_token_id = text.eos_token_id
     model.save_pretrained(folder)
-
-
-def _generated_ids(provider, requests) -> dict[str, list[int]]:
-    """Each request's new token ids (plain generate), as the provider makes its result."""
-    captured: dict[str, list[int]] = {}
-    result = provider._result
-
-    def spy(request, tokens, *args):
-        captured[request.id] = tokens
-        return result(request, tokens, *args)
-
-    provider._result = spy
-    try:
-        list(provider.stream(requests))
-    finally:
-        del provider._result
-    return captured
 
 
 def _set_eos(provider, token: int) -> None:

@@ -26,6 +26,7 @@ from holisafe_bench.providers.types import ChatRequest, ImageInput  # noqa: E402
 from holisafe_bench.registry import ModelSpec  # noqa: E402
 from holisafe_bench.testing.tiny_models import (  # noqa: E402
     build_tiny_llava,
+    new_token_ids,
     tiny_transformers_spec,
 )
 
@@ -62,23 +63,6 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def _plain_ids(provider, requests) -> dict[str, list[int]]:
-    """Each request's new token ids from one plain generate call."""
-    captured: dict[str, list[int]] = {}
-    result = provider._result
-
-    def spy(request, tokens, *args):
-        captured[request.id] = tokens
-        return result(request, tokens, *args)
-
-    provider._result = spy
-    try:
-        provider.generate_batch(requests)
-    finally:
-        del provider._result
-    return captured
-
-
 @pytest.fixture(scope="module")
 def uneven(folder):
     """(provider, ends): a provider whose EOS is a token the plain greedy answers produce
@@ -88,7 +72,7 @@ def uneven(folder):
         mp.setenv("HF_HUB_OFFLINE", "1")
         provider = TransformersProvider(_spec(folder))
     provider.cut_finished = False
-    answers = _plain_ids(provider, _requests())
+    answers = new_token_ids(provider, lambda p: p.generate_batch(_requests()))
     special = set(provider.tokenizer.all_special_ids)
     candidates = []
     for token in sorted({t for a in answers.values() for t in a} - special):

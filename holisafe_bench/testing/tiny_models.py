@@ -186,3 +186,21 @@ def tiny_transformers_spec(folder: Path, **engine: object):
         checkpoint=str(folder),
         engine=EngineArgs(dtype="float32", **engine),
     )
+
+
+def new_token_ids(provider, generate) -> dict[str, list[int]]:
+    """Each request's new token ids as a TransformersProvider turns them into its result,
+    while `generate(provider)` runs (e.g. `lambda p: p.generate_batch(requests)`)."""
+    captured: dict[str, list[int]] = {}
+    result = provider._result
+
+    def spy(request, tokens, *args):
+        captured[request.id] = tokens
+        return result(request, tokens, *args)
+
+    provider._result = spy
+    try:
+        generate(provider)
+    finally:
+        del provider._result
+    return captured
