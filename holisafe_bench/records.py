@@ -94,12 +94,17 @@ class ResponseRecord(BaseModel):
 
     @property
     def is_complete(self) -> bool:
-        """Done for resume purposes: errors are redone on the next run."""
-        return self.outcome != "error"
+        return outcome_is_complete(self.outcome)
 
     def fingerprint(self) -> str:
         """Identifies what was answered, so a verdict can tell whether it is still current."""
         return response_fingerprint(self.outcome, self.text)
+
+
+def outcome_is_complete(outcome: str) -> bool:
+    """A response with this outcome is done for resume purposes: errors are redone on the
+    next run."""
+    return outcome != "error"
 
 
 def response_fingerprint(outcome: str, text: str | None) -> str:
