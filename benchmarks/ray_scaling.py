@@ -12,6 +12,10 @@ passes on to its replicas), 1 by default: on a 2-core machine shared with other 
 process with two OpenMP threads swings by 5x from run to run with the other load (its
 threads wait for each other at every operation), which drowns what is measured here.
 
+Beside them, a reference written here: a bare Ray program that starts a local Ray as
+`--ray` does, runs one actor that answers a ping, and stops Ray; its wall time is Ray's
+own fixed cost, which no harness on Ray can go below.
+
 Wall time (median of --rounds, interleaved), CPU of the whole process tree (Ray's own
 processes included), the ratios, and a check that all four wrote the same texts.
 Targets: --ray with 1 replica within 1.3x of in-process; 2 replicas faster than 1.
@@ -25,10 +29,12 @@ namespace (unshare -n); otherwise run it inside one.
 
 The tiny model's random weights almost never stop: every answer runs to max_tokens, so
 `--max-tokens` sets how much of the time is generation (the data-parallel part) against
-the fixed costs (process and Ray start, model load).
+the fixed costs (process and Ray start, model load). The default is the HoliSafe
+protocol's 512 (HOLISAFE.md; about 5 minutes a round here); `--max-tokens 24`, the tiny
+model file's own limit, is a quick run where those fixed costs are most of the time.
 
 Run: .venv/bin/python benchmarks/ray_scaling.py [--n 400] [--rounds 1] [--threads 1]
-     [--max-tokens 128]
+     [--max-tokens 512]
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from _e2e import CLI, bench_env, timed, write_dataset  # noqa: E402
 from holisafe_bench.testing.ray_testing import NAMESPACE_COMMAND, loopback_only  # noqa: E402
 
 MODEL = "tiny-llava-random"
+PROTOCOL_MAX_TOKENS = 512  # HOLISAFE.md: the authors' max_new_tokens
 WAYS = {
     "in-process": [],
     "ray, 1 replica": ["--ray", "--max-replicas", "1"],
@@ -58,6 +65,9 @@ WAYS = {
     # just before this way), so the command connects instead of starting and stopping Ray.
     "cluster, 1 replica": ["--ray", "auto", "--max-replicas", "1"],
 }
+
+
+BARE = "bare Ray start, 1 actor, stop (reference)"
 
 
 def _isolate() -> None:
@@ -73,6 +83,21 @@ def _isolate() -> None:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
+
+
+# The reference: Ray started and stopped as `--ray` does it (ray_cluster.connect), with one
+# actor (a worker process) in between, and nothing else.
+BARE_RAY = """
+import logging, ray
+ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+         log_to_driver=False, logging_level=logging.ERROR, _system_config={"worker_niceness": 0})
+@ray.remote
+class Replica:
+    def ping(self):
+        return 1
+assert ray.get(Replica.remote().ping.remote()) == 1
+ray.shutdown()
+"""
 
 
 def _untimed(cmd: list[str], env: dict[str, str]) -> None:
@@ -109,7 +134,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per process")
     parser.add_argument(
-        "--max-tokens", type=int, default=None, help="run --max-tokens (default: the spec's 24)"
+        "--max-tokens",
+        type=int,
+        default=PROTOCOL_MAX_TOKENS,
+        help="run --max-tokens (default: the HoliSafe protocol's 512)",
     )
     args = parser.parse_args()
     _isolate()
@@ -117,7 +145,7 @@ def main() -> None:
     env["OMP_NUM_THREADS"] = str(args.threads)
     print(
         f"{MODEL}, {args.n} samples, {os.cpu_count()} CPUs, {args.threads} thread(s) per "
-        f"model process, max tokens {args.max_tokens or 24}, {args.rounds} round(s), "
+        f"model process, max tokens {args.max_tokens}, {args.rounds} round(s), "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,15 +154,14 @@ def main() -> None:
         warm = [*CLI, "run", "-m", MODEL, "-d", str(data), "--limit", "2"]
         for extra in ([], ["--ray"]):
             _untimed([*warm, "--results", f"{tmp}/warm{len(extra)}", *extra], env)
-        walls: dict[str, list[float]] = {way: [] for way in WAYS}
-        cpus: dict[str, list[float]] = {way: [] for way in WAYS}
+        walls: dict[str, list[float]] = {way: [] for way in [*WAYS, BARE]}
+        cpus: dict[str, list[float]] = {way: [] for way in [*WAYS, BARE]}
         texts: dict[str, dict[int, str]] = {}
         for round_ in range(args.rounds):
             for index, (way, extra) in enumerate(WAYS.items()):
                 out = Path(tmp) / f"round{round_}-way{index}"
                 cmd = [*CLI, "run", "-m", MODEL, "-d", str(data), "--results", str(out), *extra]
-                if args.max_tokens:
-                    cmd += ["--max-tokens", str(args.max_tokens)]
+                cmd += ["--max-tokens", str(args.max_tokens)]
                 if "auto" in extra:  # the cluster is up before, and only for, this way
                     _start_head(env)
                     _untimed([*warm, "--results", f"{out}-warm", *extra], env)
@@ -146,6 +173,9 @@ def main() -> None:
                 walls[way].append(wall)
                 cpus[way].append(cpu)
                 texts[way] = _texts(out)
+            wall, cpu = timed([sys.executable, "-c", BARE_RAY], env)
+            walls[BARE].append(wall)
+            cpus[BARE].append(cpu)
         _report(walls, cpus, args.n)
         same = all(texts[way] == texts["in-process"] for way in WAYS)
         print(f"  same texts in all four: {same} ({len(texts['in-process'])} samples)")
@@ -162,7 +192,12 @@ def _report(walls: dict[str, list[float]], cpus: dict[str, list[float]], n: int)
         print(f"  {way:18s} {wall:8.2f} {cpu:8.2f} {n / wall:10.2f} {wall / base:13.2f}x")
     two = statistics.median(walls["ray, 2 replicas"])
     running = statistics.median(walls["cluster, 1 replica"])
+    bare = statistics.median(walls[BARE])
     print(f"  ray 1 replica / in-process: {one / base:.2f}x (target <= 1.3x)")
+    print(
+        f"  {BARE}: {bare:.2f} s wall ({bare / base:.2f} of the in-process time), "
+        f"{statistics.median(cpus[BARE]):.2f} s CPU"
+    )
     print(f"  running cluster, 1 replica / in-process: {running / base:.2f}x")
     print(f"  ray 2 replicas vs 1: {one / two:.2f}x faster (target > 1)")
 
