@@ -67,9 +67,6 @@ WAYS = {
 }
 
 
-BARE = "bare Ray start, 1 actor, stop (reference)"
-
-
 def _isolate() -> None:
     """Run again inside a private network namespace (root only)."""
     if loopback_only():
@@ -85,18 +82,19 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-# The reference: Ray started and stopped as `--ray` does it (ray_cluster.connect), with one
-# actor (a worker process) in between, and nothing else.
+BARE = "bare Ray start, 1 actor, stop (reference)"
+# The reference: Ray started and stopped by the harness's own `connect` (what `--ray` does),
+# with one actor (a worker process) in between, and nothing else.
 BARE_RAY = """
-import logging, ray
-ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-         log_to_driver=False, logging_level=logging.ERROR, _system_config={"worker_niceness": 0})
+import ray
+from holisafe_bench.distributed.ray_cluster import connect
+connection = connect(None)
 @ray.remote
 class Replica:
     def ping(self):
         return 1
 assert ray.get(Replica.remote().ping.remote()) == 1
-ray.shutdown()
+connection.close()
 """
 
 
