@@ -6,8 +6,9 @@ first alternates); wall time of each, the ratio, the time inside forward passes 
 and how closely the two agree (largest difference of any probability, and the share of
 samples whose argmax category is the same).
 
-The batched side is the guard stage's own driver (`classify_pipelined`: the next batch is
-prepared in a thread while the current forward pass runs); the other side is the minimal
+The batched side is the guard stage's own driver (`classify_pipelined`; on the CPU each
+batch is prepared just before its forward pass, because a thread preparing the next one
+made the forward passes slower than the preparing saved); the other side is the minimal
 loop, `classify_batch` on one request at a time. Both include what a guard run pays per
 sample besides the forward pass (decoding the image, padding it to a square,
 CLIP preprocessing, tokenising the prompt). The tiny model runs in float32 by default:
@@ -122,9 +123,9 @@ def _round(
     classifier, requests: list, size: int, clock: ForwardClock, first: int
 ) -> tuple[Side, Side]:
     """Both ways over the same samples, one after the other (which goes first alternates
-    between rounds). Batched is what `guard` does: batches of `size`, the next one prepared
-    while this one's forward pass runs (stages/guard.py, classify_pipelined); one by one is
-    the minimal loop, a forward pass per sample."""
+    between rounds). Batched is what `guard` does: batches of `size` through
+    stages/guard.py's classify_pipelined; one by one is the minimal loop, a forward pass
+    per sample."""
     from holisafe_bench.stages.guard import classify_pipelined
 
     def batched_run(chunk: list) -> list:

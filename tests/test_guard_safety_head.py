@@ -207,6 +207,11 @@ def test_one_forward_pass_per_batch_with_probabilities_by_category_name(head_f32
     assert len({tuple(r.probs.values()) for r in results}) == 4, "each image its own answer"
 
 
+def test_on_the_cpu_the_head_does_not_prepare_batches_ahead_in_a_thread(head_f32):
+    # benchmarks/guard_speed.py: a preparing thread slows a forward pass on the CPU
+    assert head_f32.model.device.type == "cpu" and head_f32.prepares_ahead is False
+
+
 @pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("float16", 2e-3)])
 def test_a_sample_gets_the_same_probabilities_alone_and_in_a_batch(
     tiny_safellava, head_f32, dtype, tolerance

@@ -162,6 +162,14 @@ class ClassifierProvider(Provider, ABC):
     #: How many requests one `classify_batch` call should get.
     batch_size: int = 16
 
+    @property
+    def prepares_ahead(self) -> bool:
+        """Whether the guard stage should prepare the next batch in a thread while this
+        one's forward pass runs. Worth it only when the forward pass leaves the CPU free
+        (an accelerator computes it); on the CPU the two threads contend for the same cores
+        and the GIL, and the forward pass gets slower than the preparing saves."""
+        return False
+
     @abstractmethod
     def classify_batch(self, requests: Sequence[ChatRequest]) -> list[ClassifyResult]:
         """Results in request order; a failure of one request is an error result for that

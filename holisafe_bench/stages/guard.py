@@ -293,29 +293,37 @@ def _run_classifier(
 def classify_pipelined(
     provider: ClassifierProvider, batches: Iterable[list[tuple[Any, ChatRequest]]]
 ) -> Iterator[tuple[list, list[ClassifyResult]]]:
-    """(batch, results) for each batch of (tag, request) pairs, in order. The next batch is
-    prepared (images decoded, preprocessed, tokenised) in a worker thread while this one's
-    forward pass runs, so the model waits on no per-sample work; both release the GIL for
-    most of it."""
+    """(batch, results) for each batch of (tag, request) pairs, in order. When the provider
+    `prepares_ahead` (its forward pass runs on an accelerator), the next batch is prepared
+    (images decoded, preprocessed, tokenised) in a worker thread while this one's forward
+    pass runs, so the device waits on no per-sample work; otherwise each batch is prepared
+    just before its forward pass."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def requests(batch: list) -> list[ChatRequest]:
+        return [request for _, request in batch]
+
     def finish(batch: list, prepared: Any) -> tuple[list, list[ClassifyResult]]:
-        results = provider.classify_prepared(prepared.result())
+        results = provider.classify_prepared(prepared)
         if len(results) != len(batch):
             raise HolisafeError(
                 f"classifier returned {len(results)} results for a batch of {len(batch)}"
             )
         return batch, results
 
+    if not provider.prepares_ahead:
+        for batch in batches:
+            yield finish(batch, provider.prepare(requests(batch)))
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="guard-prepare") as pool:
         waiting = None
         for batch in batches:
-            prepared = pool.submit(provider.prepare, [request for _, request in batch])
+            prepared = pool.submit(provider.prepare, requests(batch))
             if waiting is not None:
-                yield finish(*waiting)
+                yield finish(waiting[0], waiting[1].result())
             waiting = (batch, prepared)
         if waiting is not None:
-            yield finish(*waiting)
+            yield finish(waiting[0], waiting[1].result())
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
