@@ -3,9 +3,9 @@
 4,031 samples (each row its own JPEG file: 1024x768 ~280 KB, or 96x72), concurrency 64, a
 fake OpenAI server with 200 ms latency in its own process. Each measurement is a whole
 process, start to exit: `holisafe-bench run --model gpt-4o --base-url <fake>` (loading the
-dataset, building requests, the OpenAI SDK, writing responses.jsonl and run.json, at the
-default worker processes), and the bare client of benchmarks/_e2e.py (same files, same JSON
-bodies, httpx2 at the same concurrency). The two alternate, `--repeat` times; medians.
+dataset, building requests, the OpenAI SDK, writing responses.jsonl and run.json; default
+--processes: workers only if one process is found CPU-bound), and the bare client of
+benchmarks/_e2e.py (same files, same JSON bodies, httpx2 at the same concurrency). The two alternate, `--repeat` times; medians.
 CPU = user+sys of the whole process tree.
 Targets: harness wall <= 1.15x the bare client's, CPU < 2 ms per request, both sizes.
 

@@ -4,7 +4,7 @@
    responses (each row its own JPEG file: 1024x768 ~280 KB, or 96x72), concurrency 64, a
    fake OpenAI server with 200 ms latency in its own process; a whole process, start to
    exit (reading responses, loading the dataset, hashing images, the cache, the calls at
-   the default worker processes, writing verdicts), the judge cache removed before each run.
+   the default --processes, writing verdicts), the judge cache removed before each run.
    Beside it the bare client of benchmarks/_e2e.py sends the same bodies (image, then the
    rendered prompt; httpx2) at the same concurrency. The two alternate `--repeat` times.
    Targets: wall <= 1.15x the bare client's, CPU < 2 ms per call, both sizes.

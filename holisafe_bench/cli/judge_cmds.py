@@ -46,7 +46,7 @@ def judge_cmd(
         "--processes",
         min=1,
         help="[LLM] spread the calls (and the concurrency) over this many worker processes "
-        "(default: one per 32 concurrent calls, up to the CPU count; 1 for short runs). "
+        "(default: as in run, workers only once one process is found CPU-bound). "
         "[string-match] judge this many models at once (default: one per CPU).",
     ),
     batch: bool = typer.Option(

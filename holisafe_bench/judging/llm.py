@@ -352,7 +352,7 @@ def _batch_judge(calls: _Calls, layout: ResultsLayout, model: str) -> BatchOutco
 def _call_judge(calls: _Calls) -> float:
     """Live calls through the shared provider layer; stops cleanly at --max-cost."""
     from holisafe_bench.providers.factory import create_chat_provider
-    from holisafe_bench.providers.process_runner import send_all, worker_count
+    from holisafe_bench.providers.process_runner import send_all
 
     judge, options, pending = calls.judge, calls.options, calls.pending
     api = _judge_api(judge, options)
@@ -383,9 +383,8 @@ def _call_judge(calls: _Calls) -> float:
         send_all(
             provider,
             requests(),
-            processes=worker_count(
-                options.processes, concurrency=api.concurrency, calls=len(pending)
-            ),
+            processes=options.processes,
+            calls=len(pending),
             concurrency=api.concurrency,
             rpm=options.requests_per_minute or api.requests_per_minute,
             tpm=options.tokens_per_minute or api.tokens_per_minute,

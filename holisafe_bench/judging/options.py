@@ -16,8 +16,8 @@ class JudgeOptions:
     max_invalid: float | None = None
     # LLM judges only:
     concurrency: int | None = None
-    # Worker processes sharing the concurrency; None = by the concurrency and the CPUs
-    # (process_runner.worker_count).
+    # Worker processes sharing the concurrency; None = automatic (process_runner.send_all:
+    # workers only once this process is found CPU-bound).
     processes: int | None = None
     batch: bool = False
     batch_poll_seconds: float = 30.0

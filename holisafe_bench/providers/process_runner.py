@@ -1,13 +1,16 @@
 """Sending a stage's API requests: `send_all` runs them in this process's event loop, or
-spread over several worker processes (`--processes N`).
+spread over several worker processes (`--processes N`; by default, only once this
+process's loop is found to be CPU-bound).
 
-The official SDKs spend 3-5 ms of CPU on each request (request building, HTTP machinery,
-typed parsing). At concurrency 64 and 200 ms latency one process needs about 320 requests
-per second, so a single event loop saturates one core and queues. Each worker here runs its
-own event loop and provider, with the shared runner (retries, adaptive concurrency, rate
-limits), over its share of the concurrency and rate limits; workers pull requests from one
-bounded queue (so memory stays flat and fast workers take more), and every result comes
-back to this process, which alone writes records. Workers end with this process, even when
+The official SDKs spend 1.5-5 ms of CPU on each request (request building, HTTP
+machinery, typed parsing; more with large images and on a slow machine). At concurrency 64
+and 200 ms latency one process needs about 320 requests per second, which can saturate one
+core; at the seconds real APIs take, it seldom does. Hence the default: measure, then
+spread only if needed (`send_all`). Each worker here runs its own event loop and
+provider, with the shared runner (retries, adaptive concurrency, rate limits), over its
+share of the concurrency and rate limits; workers pull requests from one bounded queue (so
+memory stays flat and fast workers take more), and every result comes back to this
+process, which alone writes records. Workers end with this process, even when
 it is SIGKILLed (`_die_with_parent`)."""
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
@@ -27,14 +30,23 @@ from typing import Any
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.offload import usable_cpus
 from holisafe_bench.providers.base import ApiProvider, ProviderRecipe
+from holisafe_bench.providers.ratelimit import AdaptiveWindow
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 
-# Concurrent calls one event loop drives at full speed: at 3-5 ms of SDK CPU per call and
+# Concurrent calls per worker once workers are needed: at 3-5 ms of SDK CPU per call and
 # sub-second latencies, 64 in flight saturate a core.
 CALLS_PER_PROCESS = 32
 # Requests per item on the workers' queue: each item costs a pickle, a pipe write and a
 # thread hand-off at both ends, whatever its size.
 REQUESTS_PER_PUT = 8
+# Workers not asked for (--processes not given) start only if this process's own event
+# loop is CPU-bound: over rounds 2 to PROBE_ROUNDS of requests (the first round opens the
+# connections) it used BUSY_SHARE of a core or more. Below that one loop keeps up, and
+# workers would only add their queue hops (benchmarks/api_throughput.py: 1.8 against
+# 2.3 ms of CPU per request at 96x72, the same wall time). 0.6, not more: the share counts
+# only the CPU this process got, and a loop sharing its core already falls behind.
+PROBE_ROUNDS = 4
+BUSY_SHARE = 0.6
 
 
 def worker_count(requested: int | None, *, concurrency: int, calls: int) -> int:
@@ -304,29 +316,91 @@ def run_in_processes(
     return throttled
 
 
+class _LoadProbe:
+    """Passes requests on and measures this process's CPU share of one core while its event
+    loop sends them, from request `start` to request `end`. If the share reached BUSY_SHARE
+    and no 429 was seen (then the API, not this process, sets the pace), it stops before
+    the request after `end`, so the rest can go to worker processes."""
+
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        window: AdaptiveWindow,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        cpu: Callable[[], float] = time.process_time,
+    ) -> None:
+        self.start, self.end, self.window = start, end, window
+        self._clock, self._cpu = clock, cpu
+        self._mark = (0.0, 0.0)
+        self.share: float | None = None  # measured once `end` requests have gone
+
+    @property
+    def busy(self) -> bool:
+        return self.share is not None and self.share >= BUSY_SHARE and not self.window.throttled
+
+    def gate(self, requests: Iterator[ChatRequest]) -> Iterator[ChatRequest]:
+        for n, request in enumerate(requests, 1):
+            if n == self.start:
+                self._mark = (self._clock(), self._cpu())
+            yield request
+            if n == self.end:
+                wall = self._clock() - self._mark[0]
+                self.share = (self._cpu() - self._mark[1]) / wall if wall > 0 else 0.0
+                if self.busy:
+                    return  # before pulling another: the rest stay in `requests`
+
+
 def send_all(
     provider: ApiProvider,
     requests: Iterable[ChatRequest],
     *,
-    processes: int = 1,
+    processes: int | None,
+    calls: int,
     concurrency: int,
     rpm: float | None = None,
     tpm: float | None = None,
     on_result: Callable[[ChatResult], None],
-) -> None:
-    """Every request through an API provider, here (one event loop) or over `processes`
-    workers; blocks until each request has had its one result."""
-    if processes > 1:
+) -> int:
+    """Every request through an API provider; blocks until each request has had its one
+    result. `processes`: 1, this process's event loop; N > 1, N workers from the start;
+    None, automatic: `worker_count` workers for a run of `calls` requests long enough to
+    repay them, started only if this process's loop, sending the first rounds, was
+    CPU-bound (`_LoadProbe`); otherwise every request stays here. Returns how many worker
+    processes took requests (0: none)."""
+    limits = {"concurrency": concurrency, "rpm": rpm, "tpm": tpm}
+    if processes is not None and processes > 1:
         run_in_processes(
-            provider.recipe(),
-            requests,
-            processes=processes,
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            on_result=on_result,
+            provider.recipe(), requests, processes=processes, on_result=on_result, **limits
         )
-        return
+        return processes
+    pending = iter(requests)
+    workers = 1 if processes == 1 else worker_count(None, concurrency=concurrency, calls=calls)
+    if workers == 1:
+        _send_here(provider, pending, window=None, on_result=on_result, **limits)
+        return 0
+    recipe = provider.recipe()  # refused now, not after the probe, if it cannot be rebuilt
+    window = AdaptiveWindow(concurrency)
+    probe = _LoadProbe(concurrency, PROBE_ROUNDS * concurrency, window)
+    _send_here(provider, probe.gate(pending), window=window, on_result=on_result, **limits)
+    if not probe.busy:
+        return 0
+    run_in_processes(recipe, pending, processes=workers, on_result=on_result, **limits)
+    return workers
+
+
+def _send_here(
+    provider: ApiProvider,
+    requests: Iterator[ChatRequest],
+    *,
+    window: AdaptiveWindow | None,
+    concurrency: int,
+    rpm: float | None,
+    tpm: float | None,
+    on_result: Callable[[ChatResult], None],
+) -> None:
+    """The requests from this process's event loop; the provider's clients closed after."""
     from holisafe_bench.providers.retry import RetryPolicy
     from holisafe_bench.providers.runner import run_api_requests
 
@@ -340,6 +414,7 @@ def send_all(
                 tpm=tpm,
                 retry=RetryPolicy(),
                 on_result=on_result,
+                window=window,
             )
         finally:
             await provider.aclose()

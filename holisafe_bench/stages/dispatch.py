@@ -118,15 +118,12 @@ def _locked(work: Work) -> Work:
 
 
 def _run_api(provider: ApiProvider, work: Work, settings: DispatchSettings) -> None:
-    from holisafe_bench.providers.process_runner import send_all, worker_count
+    from holisafe_bench.providers.process_runner import send_all
 
     by_id: dict[str, Sample] = {}
-    processes = worker_count(
-        settings.processes, concurrency=settings.concurrency, calls=len(work.samples)
-    )
-    if processes > 1:
-        # Requests are then built in a feeder thread, which reports unbuildable samples
-        # while this thread reports results: one writer, behind a lock.
+    if settings.processes != 1:
+        # With worker processes, requests are built in a feeder thread, which reports
+        # unbuildable samples while this thread reports results: one writer, behind a lock.
         work = _locked(work)
 
     def requests() -> Iterator[ChatRequest]:
@@ -140,7 +137,8 @@ def _run_api(provider: ApiProvider, work: Work, settings: DispatchSettings) -> N
     send_all(
         provider,
         requests(),
-        processes=processes,
+        processes=settings.processes,
+        calls=len(work.samples),
         concurrency=settings.concurrency,
         rpm=settings.requests_per_minute,
         tpm=settings.tokens_per_minute,

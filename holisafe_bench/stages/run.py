@@ -71,8 +71,8 @@ class RunOptions:
     system_prompt: str | None = None
     concurrency: int | None = None
     batch_size: int | None = None
-    # API models: worker processes sharing the concurrency; None = by the concurrency and
-    # the CPUs (process_runner.worker_count).
+    # API models: worker processes sharing the concurrency; None = automatic
+    # (process_runner.send_all: workers only once this process is found CPU-bound).
     processes: int | None = None
 
 
