@@ -5,8 +5,8 @@ fake OpenAI server with 200 ms latency in its own process. Each measurement is a
 process, start to exit: `holisafe-bench run --model gpt-4o --base-url <fake>` (loading the
 dataset, building requests, the OpenAI SDK, writing responses.jsonl and run.json; default
 --processes: workers only if one process is found CPU-bound), and the bare client of
-benchmarks/_e2e.py (same files, same JSON bodies, httpx2 at the same concurrency). The two alternate, `--repeat` times; medians.
-CPU = user+sys of the whole process tree.
+benchmarks/_e2e.py (same files, same JSON bodies, httpx2 at the same concurrency). The two
+alternate, `--repeat` times; medians. CPU = user+sys of the whole process tree.
 Targets: harness wall <= 1.15x the bare client's, CPU < 2 ms per request, both sizes.
 
 Run: .venv/bin/python benchmarks/api_throughput.py [--n 4031] [--repeat 3]
