@@ -1,7 +1,9 @@
 """Shared parts of the end-to-end API benchmarks (api_throughput.py, judge_perf.py).
 
 - a dataset in the official layout (holisafe_bench.json + images/), one JPEG file per row,
-  copies of a few dozen distinct photo-like images of 1024x768 (~280 KB) or 96x72;
+  each its own content as in the real data (what is done once per distinct image, such as
+  checking it is whole, is paid for every row): a few dozen photo-like images of 1024x768
+  (~280 KB) or 96x72, each row's copy told apart by a JPEG comment naming the row;
 - a fake OpenAI server with a fixed latency in its own process (never competing for the
   measuring process's GIL);
 - `timed`: a command from process start to exit, wall time and the CPU of its whole
@@ -60,11 +62,19 @@ def photo(rng: random.Random, size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """The JPEG with a COM segment after SOI: other bytes (another sha256), same pixels."""
+    body = text.encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(body) + 2).to_bytes(2, "big") + body + jpeg[2:]
+
+
 def write_dataset(root: Path, n: int, size: str) -> Path:
-    """The official layout, each row with its own file (as in the real data)."""
+    """The official layout, each row with its own file and content (as in the real data).
+    A folder written before rows had distinct contents is written again."""
     from holisafe_bench.dataset.synthetic import synthetic_rows
 
-    if (root / "holisafe_bench.json").exists():
+    marker = root / "images" / ".distinct"
+    if (root / "holisafe_bench.json").exists() and marker.exists():
         return root
     rows, _ = synthetic_rows(n_rows=n)
     rng = random.Random(0)
@@ -72,7 +82,9 @@ def write_dataset(root: Path, n: int, size: str) -> Path:
     (root / "images").mkdir(parents=True, exist_ok=True)
     for i, row in enumerate(rows):
         row["image"] = f"img_{row['id']}.jpg"
-        (root / "images" / row["image"]).write_bytes(photos[i % DISTINCT])
+        content = with_comment(photos[i % DISTINCT], f"holisafe-bench benchmark row {row['id']}")
+        (root / "images" / row["image"]).write_bytes(content)
+    marker.touch()
     (root / "holisafe_bench.json").write_text(json.dumps(rows), encoding="utf-8")
     return root
 

@@ -62,11 +62,13 @@ class ImageStore:
                 self._media_types.setdefault(key, sniff_media_type(data[:16]))
         return digest
 
-    def check_decodes(self, key: str, data: bytes | None = None) -> None:
-        """Raise UnusableImageError unless the image fully decodes: a truncated file has a
-        valid header, so only a full decode catches it (once per distinct content)."""
+    def check_decodes(self, key: str, data: bytes | None = None, *, full: bool = False) -> None:
+        """Raise UnusableImageError unless the image is whole: a truncated file has a valid
+        header. Checked from the file's structure, or with `full` by decoding every pixel
+        (validate.decode_problem; once per distinct content)."""
         digest = self.digest(key, data)
-        problem = decode_problem(digest, lambda: self.read(key) if data is None else data)
+        load = (lambda: self.read(key)) if data is None else (lambda: data)
+        problem = decode_problem(digest, load, full=full)
         if problem is not None:
             raise UnusableImageError(f"image {key}: {problem}; re-download or replace the file")
 

@@ -243,7 +243,7 @@ def _image_problem(
         return f"{key}: {problem}"
     if full_decode:
         try:
-            images.check_decodes(key, data)
+            images.check_decodes(key, data, full=True)
         except UnusableImageError as exc:
             return str(exc)
     return None

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from holisafe_bench.dataset.image_header import header_dimensions
+from holisafe_bench.dataset.image_header import StructureUnknown, body_problem, header_dimensions
 from holisafe_bench.records import Sample
 from holisafe_bench.taxonomy import CATEGORY_OF, IMAGE_SAFETY_LABELS, TYPES, image_is_safe
 
@@ -136,8 +136,6 @@ def check_image(data: bytes, *, max_pixels: int) -> str | None:
     return None
 
 
-# sha256 of an image's bytes -> why it does not fully decode (None: it does). A full decode
-# costs milliseconds per photo, so each distinct content is decoded once per process.
 def _pixel_cap_problem(width: int, height: int, *, max_pixels: int) -> str | None:
     if width * height > max_pixels:
         return (
@@ -147,15 +145,29 @@ def _pixel_cap_problem(width: int, height: int, *, max_pixels: int) -> str | Non
     return None
 
 
-_DECODE_VERDICTS: dict[str, str | None] = {}
+# (sha256, full) -> the verdict of `decode_problem`.
+_DECODE_VERDICTS: dict[tuple[str, bool], str | None] = {}
 
 
-def decode_problem(digest: str, load: Callable[[], bytes]) -> str | None:
-    """Why the image with this sha256 does not fully decode, or None; `load` gives its bytes
-    and is called only the first time a content is seen."""
-    if digest not in _DECODE_VERDICTS:
-        _DECODE_VERDICTS[digest] = _full_decode_problem(load())
-    return _DECODE_VERDICTS[digest]
+def decode_problem(digest: str, load: Callable[[], bytes], *, full: bool = False) -> str | None:
+    """Why the image with this sha256 cannot be used, or None; `load` gives its bytes and is
+    called only the first time a content is seen. Before sending (`full` False) a JPEG or
+    PNG is checked to be whole from its structure (image_header.body_problem, microseconds);
+    any other image, and every image for `data verify` (`full`), is decoded by PIL in full
+    (milliseconds). A full decode's verdict also answers the quick check."""
+    if (digest, True) in _DECODE_VERDICTS:
+        return _DECODE_VERDICTS[digest, True]
+    if (digest, False) in _DECODE_VERDICTS and not full:
+        return _DECODE_VERDICTS[digest, False]
+    data = load()
+    if not full:
+        try:
+            _DECODE_VERDICTS[digest, False] = body_problem(data)
+            return _DECODE_VERDICTS[digest, False]
+        except StructureUnknown:
+            pass
+    _DECODE_VERDICTS[digest, True] = _full_decode_problem(data)
+    return _DECODE_VERDICTS[digest, True]
 
 
 def _full_decode_problem(data: bytes) -> str | None:
