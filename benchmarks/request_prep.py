@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _e2e import with_comment  # noqa: E402
+
 from holisafe_bench.dataset import load_benchmark  # noqa: E402
 from holisafe_bench.dataset.synthetic import synthetic_rows  # noqa: E402
 from holisafe_bench.registry import ApiSettings, get_model  # noqa: E402
@@ -50,11 +52,11 @@ def write_photo_set(root: Path) -> Path:
     rows, _ = synthetic_rows(n_rows=N)
     rng = random.Random(0)
     photos = [_photo(rng) for _ in range(DISTINCT_PHOTOS)]
-    for n, row in enumerate(rows):  # one file per sample, as in the real data
+    for n, row in enumerate(rows):  # one file and content per sample, as in the real data
         row["image"] = f"photos/{row['id']}.jpg"
         path = root / "images" / row["image"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(photos[n % DISTINCT_PHOTOS])
+        path.write_bytes(with_comment(photos[n % DISTINCT_PHOTOS], f"row {row['id']}"))
     (root / "holisafe_bench.json").write_text(json.dumps(rows), encoding="utf-8")
     return root
 
