@@ -6,6 +6,8 @@ request gets exactly one result either way; --processes N is always obeyed as gi
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from holisafe_bench.providers import process_runner
@@ -137,3 +139,14 @@ def test_processes_given_are_obeyed_without_a_probe(server, workers, monkeypatch
     used, results = _send(server, 30, 2)  # two: workers from the first request
     assert used == 2 and [(p, len(pulled)) for p, pulled in workers] == [(2, 30)]
     _exactly_once(results, 30)
+
+
+def test_demanded_cpu_counts_the_cpu_this_thread_ran():
+    from holisafe_bench.providers.process_runner import demanded_cpu
+
+    before_demand, before_cpu = demanded_cpu(), time.thread_time()
+    total = 0
+    while time.thread_time() - before_cpu < 0.05:  # burn 50 ms of this thread's CPU
+        total += sum(range(1000))
+    ran = time.thread_time() - before_cpu
+    assert demanded_cpu() - before_demand >= ran * 0.9  # plus any wait for a core

@@ -95,7 +95,7 @@ def run_cmd(
         min=1,
         help="API models: spread the requests (and the concurrency) over this many worker "
         "processes; 1: none. Default: one process, moving to workers (one per 32 concurrent "
-        "requests, up to the CPU count) only if its first rounds of requests used 60% of a "
+        "requests, up to the CPU count) only if its first rounds of requests asked for half a "
         "core or more.",
     ),
     batch_size: int = typer.Option(None, "--batch-size", help="Requests per engine batch."),

@@ -127,7 +127,7 @@ def _jpeg_body_problem(data: bytes) -> str | None:
         if marker == 0xDA:  # the first scan: from here on, entropy-coded data
             if frame not in _HUFFMAN_SOF:
                 raise StructureUnknown(f"JPEG process SOF{(frame or 0) - 0xC0} or no frame")
-            if data.find(_EOI, i + 2) < 0:
+            if data.rfind(_EOI, i + 2) < 0:  # from the end: at once for a whole file
                 return "truncated: the JPEG's scan data has no end-of-image marker"
             return None
         i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
