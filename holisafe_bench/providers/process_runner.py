@@ -333,9 +333,9 @@ def demanded_cpu() -> float:
 class _LoadProbe:
     """Passes requests on and measures the share of one core the event loop's thread asked
     for (`demanded_cpu`) while it sends them, from request `start` to request `end`. If the
-    share reached BUSY_SHARE
-    and no 429 was seen (then the API, not this process, sets the pace), it stops before
-    the request after `end`, so the rest can go to worker processes."""
+    share reached BUSY_SHARE and no 429 was seen (then the API, not this process, sets the
+    pace), it stops before the request after `end`, so the rest can go to worker
+    processes."""
 
     def __init__(
         self,
@@ -381,8 +381,8 @@ def send_all(
     """Every request through an API provider; blocks until each request has had its one
     result. `processes`: 1, this process's event loop; N > 1, N workers from the start;
     None, automatic: `worker_count` workers for a run of `calls` requests long enough to
-    repay them, started only if this process's loop, sending the first rounds, was
-    CPU-bound (`_LoadProbe`); otherwise every request stays here. Returns how many worker
+    repay them, started only if this process's loop, sending the first rounds, was busy
+    (`_LoadProbe`); otherwise every request stays here. Returns how many worker
     processes took requests (0: none)."""
     limits = {"concurrency": concurrency, "rpm": rpm, "tpm": tpm}
     if processes is not None and processes > 1:
