@@ -21,6 +21,7 @@ without complaint. Other formats and JPEG processes raise StructureUnknown and a
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Start-of-frame markers carry the frame's size; C4 (DHT), C8 (JPG) and CC (DAC) share the
@@ -55,11 +56,14 @@ def _png(data: bytes) -> tuple[int, int] | None:
     return (width, height) if width and height else None
 
 
-def _jpeg(data: bytes) -> tuple[int, int] | None:
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, offset of its FF byte) of each JPEG segment after SOI, in order, up to and
+    including the first of SOI, EOI or SOS (after which comes entropy-coded data), or until
+    the bytes run out. Raises StructureUnknown where a marker should be and is not."""
     i, end = 2, len(data)
     while i + 4 <= end:
         if data[i] != 0xFF:
-            return None  # not at a marker: a header this reader does not follow
+            raise StructureUnknown("not at a marker")
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte before a marker
             i += 1
@@ -67,18 +71,29 @@ def _jpeg(data: bytes) -> tuple[int, int] | None:
         if marker in _STANDALONE:
             i += 2
             continue
-        if marker in (0xD8, 0xD9, 0xDA):  # SOI again, end of image, or scan before a frame
-            return None
+        yield marker, i
+        if marker in (0xD8, 0xD9, 0xDA):
+            return
         length = int.from_bytes(data[i + 2 : i + 4], "big")
         if length < 2:
-            return None
-        if marker in _SOF_MARKERS:
-            if length < 7 or i + 9 > end:
-                return None
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return (width, height) if width and height else None
+            raise StructureUnknown("a segment shorter than its length field")
         i += 2 + length
+
+
+def _jpeg(data: bytes) -> tuple[int, int] | None:
+    try:
+        for marker, i in _jpeg_segments(data):
+            if marker in (0xD8, 0xD9, 0xDA):  # SOI again, end of image, or scan before a frame
+                return None
+            if marker in _SOF_MARKERS:
+                length = int.from_bytes(data[i + 2 : i + 4], "big")
+                if length < 7 or i + 9 > len(data):
+                    return None
+                height = int.from_bytes(data[i + 5 : i + 7], "big")
+                width = int.from_bytes(data[i + 7 : i + 9], "big")
+                return (width, height) if width and height else None
+    except StructureUnknown:
+        return None  # a header this reader does not follow
     return None
 
 
@@ -109,17 +124,8 @@ def _png_body_problem(data: memoryview) -> str | None:
 
 
 def _jpeg_body_problem(data: bytes) -> str | None:
-    i, end, frame = 2, len(data), None
-    while i + 4 <= end:
-        if data[i] != 0xFF:
-            raise StructureUnknown("not at a marker")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            i += 1
-            continue
-        if marker in _STANDALONE:
-            i += 2
-            continue
+    frame = None
+    for marker, i in _jpeg_segments(data):
         if marker in (0xD8, 0xD9):
             raise StructureUnknown("SOI or EOI before the scan")
         if marker in _SOF_MARKERS:
@@ -130,5 +136,4 @@ def _jpeg_body_problem(data: bytes) -> str | None:
             if data.rfind(_EOI, i + 2) < 0:  # from the end: at once for a whole file
                 return "truncated: the JPEG's scan data has no end-of-image marker"
             return None
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
     return "truncated: the JPEG ends before its scan data"
