@@ -241,6 +241,9 @@ def _image_problem(
     problem = check_image(data, max_pixels=max_pixels)
     if problem is not None:
         return f"{key}: {problem}"
+    # Hashed (and checked whole) while the bytes are here: the manifest's image hash and
+    # the check before sending need both, and would read every image again for them.
+    images.digest(key, data)
     if full_decode:
         try:
             images.check_decodes(key, data, full=True)
