@@ -132,3 +132,30 @@ def test_verify_decodes_in_full_once_and_its_verdict_answers_the_quick_check(dec
     assert validate.decode_problem(digest, load) is None
     assert validate.decode_problem(digest, load, full=True) is None
     assert len(decodes) == 1 and len(loads) == 1
+
+
+@pytest.mark.parametrize("hash_images", [True, False])
+def test_loading_hashes_each_image_from_the_bytes_it_read_once(tmp_path, monkeypatch, hash_images):
+    from holisafe_bench.dataset import load_benchmark
+    from holisafe_bench.dataset.benchmark import ImageStore
+    from holisafe_bench.dataset.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "data", per_cell=1)
+    reads: list[str] = []
+    real = ImageStore.read
+
+    def counting(self, key):
+        reads.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(ImageStore, "read", counting)
+    monkeypatch.setattr(validate, "_DECODE_VERDICTS", {})
+    bench = load_benchmark(str(data), hash_images=hash_images)
+    distinct = {s.image for s in bench.samples}
+    assert sorted(reads) == sorted(distinct), "the header check reads each image once"
+    reads.clear()
+    bench.image_content_hash()
+    for sample in bench.samples:
+        bench.image(sample)  # checked whole before sending
+    # Hashed at load: neither the manifest hash nor the check reads an image again.
+    assert reads == [] if hash_images else sorted(set(reads)) == sorted(distinct)

@@ -181,7 +181,7 @@ def report_cmd(
             + "; the report is built from verdicts"
         )
     dataset = dataset or _recorded_dataset_of_any(results)
-    bench = load_benchmark(dataset) if dataset else None
+    bench = load_benchmark(dataset, hash_images=False) if dataset else None
     target = output or results.root / "report.html"
     summary = build_report(
         results,

@@ -40,7 +40,7 @@ def info_cmd(dataset: str = DatasetOption) -> None:
     from holisafe_bench.dataset import load_benchmark
     from holisafe_bench.taxonomy import CATEGORIES, TYPES
 
-    bench = load_benchmark(dataset)
+    bench = load_benchmark(dataset, hash_images=False)
     counts: dict[tuple[str, str], int] = {}
     for s in bench.samples:
         counts[(s.category, s.type)] = counts.get((s.category, s.type), 0) + 1

@@ -38,10 +38,14 @@ def load_benchmark(
     revision: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     full_decode: bool = False,
+    hash_images: bool = True,
 ) -> Benchmark:
     """Load and validate. `source`: None or 'hub', 'sample', a folder, or a .json/.jsonl/
-    .parquet file. `full_decode` decodes every image (slower; `data verify` uses it)."""
-    opts = {"max_pixels": max_pixels, "full_decode": full_decode}
+    .parquet file. `full_decode` decodes every image (slower; `data verify` uses it).
+    `hash_images`: hash each image while its bytes are read for the header check (the
+    stages that send images need every hash: the manifest, the judge's cache keys); False
+    for a command that only looks at the rows or the pictures."""
+    opts = {"max_pixels": max_pixels, "full_decode": full_decode, "hash_images": hash_images}
     if source is None or str(source) == "hub":
         folder, rev = download_from_hub(token=token, revision=revision)
         bench = _load_path(folder, **opts)
@@ -183,7 +187,13 @@ def _load_parquet(paths: list[Path], **opts: Any) -> Benchmark:
 
 
 def _build(
-    rows: list[Any], images: ImageStore, source: str, *, max_pixels: int, full_decode: bool
+    rows: list[Any],
+    images: ImageStore,
+    source: str,
+    *,
+    max_pixels: int,
+    full_decode: bool,
+    hash_images: bool,
 ) -> Benchmark:
     issues: list[RowIssue] = []
     candidates = []
@@ -215,7 +225,11 @@ def _build(
             continue
         if key not in image_verdicts:
             image_verdicts[key] = _image_problem(
-                images, key, max_pixels=max_pixels, full_decode=full_decode
+                images,
+                key,
+                max_pixels=max_pixels,
+                full_decode=full_decode,
+                hash_images=hash_images,
             )
         problem = image_verdicts[key]
         if problem is not None:
@@ -228,7 +242,7 @@ def _build(
 
 
 def _image_problem(
-    images: ImageStore, key: str, *, max_pixels: int, full_decode: bool
+    images: ImageStore, key: str, *, max_pixels: int, full_decode: bool, hash_images: bool
 ) -> str | None:
     """Why the image behind `key` is unusable, or None. The header check is cheap; the full
     decode (`data verify`) also catches truncated pixel data."""
@@ -243,7 +257,8 @@ def _image_problem(
         return f"{key}: {problem}"
     # Hashed (and checked whole) while the bytes are here: the manifest's image hash and
     # the check before sending need both, and would read every image again for them.
-    images.digest(key, data)
+    if hash_images or full_decode:
+        images.digest(key, data)
     if full_decode:
         try:
             images.check_decodes(key, data, full=True)
