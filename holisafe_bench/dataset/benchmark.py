@@ -165,10 +165,7 @@ class Benchmark:
             self._image_hash = hashlib.sha256("\n".join(digests).encode()).hexdigest()
         return self._image_hash
 
-    def manifest_info(self, *, image_hash: bool = True) -> dict[str, Any]:
-        """What a manifest says of the dataset. `image_hash` False leaves the image content
-        hash (a read and sha256 of every image) as None, for a manifest written before the
-        work that computes the digests anyway."""
+    def manifest_info(self) -> dict[str, Any]:
         return {
             "dataset_id": self.dataset_id,
             "revision": self.revision,
@@ -177,5 +174,5 @@ class Benchmark:
             "rows": self.rows_read,
             "valid_rows": len(self.samples),
             "bad_rows": len({(i.row, i.source) for i in self.issues}),
-            "image_content_sha256": self.image_content_hash() if image_hash else None,
+            "image_content_sha256": self.image_content_hash(),
         }

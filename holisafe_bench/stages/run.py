@@ -258,7 +258,6 @@ def execute_run(
             on_record=on_record,
         )
     _finish_manifest(plan, manifest, invocation, summary)
-    manifest.dataset = bench.manifest_info()
     summary.elapsed_s = invocation.elapsed_s = round(time.monotonic() - started, 3)
     write_json_atomic(plan.manifest_path, manifest.model_dump(mode="json"))
     return summary
@@ -276,9 +275,7 @@ def _new_manifest(plan: RunPlan, bench: Benchmark) -> RunManifest:
         sampling=plan.sampling,
         package_versions=package_versions(),
         git_revision=git_revision(),
-        # The image hash comes at the end (_finish_manifest): sending checks every image
-        # and hashes it on the way, so hashing them all first only delays the first request.
-        dataset=bench.manifest_info(image_hash=False),
+        dataset=bench.manifest_info(),
         skipped_rows=[issue_to_dict(i) for i in bench.issues],
         shard=None if shard is None else f"{shard.index}/{shard.count}",
     )
