@@ -224,7 +224,11 @@ def test_a_worker_node_killed_mid_run_loses_nothing(cluster, files, reference):
         pool.close()
         cluster.remove_node(worker, allow_graceful=False)
     assert killed, "the node must die while the run is going"
-    assert pool.pool.lost == 1 and pool.pool.retried > 0, "batches in flight were lost"
+    # The replica on the killed node dies; its replacement needs 2 CPUs, which only the
+    # killed node had free, so if Ray has not yet noticed that node is gone, the replacement
+    # is placed there and dies too (seen once in CI-like runs): one or two deaths.
+    assert 1 <= pool.pool.lost <= 2, "the killed node's replica died"
+    assert pool.pool.retried > 0, "batches in flight were lost and sent again"
     records = _records(plan.responses_path)
     assert set(records) == {s.id for s in bench.samples}
     assert summary.outcomes == {"ok": len(bench.samples)}
