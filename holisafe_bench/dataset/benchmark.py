@@ -58,11 +58,12 @@ class ImageStore:
         if digest is None:
             data = self.read(key) if data is None else data
             digest = self._digests[key] = hashlib.sha256(data).hexdigest()
+            media_type = sniff_media_type(data[:16])
             if key not in self.blobs:  # sniffed now, so sending it opens the file no more
-                self._media_types.setdefault(key, sniff_media_type(data[:16]))
+                self._media_types.setdefault(key, media_type)
             # Checked whole now, while the bytes are here: the check before sending then
             # reads nothing (microseconds for a JPEG or PNG; other formats wait for it).
-            if sniff_media_type(data[:16]) in ("image/jpeg", "image/png"):
+            if media_type in ("image/jpeg", "image/png"):
                 decode_problem(digest, lambda: data)
         return digest
 
