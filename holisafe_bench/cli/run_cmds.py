@@ -94,9 +94,9 @@ def run_cmd(
         "--processes",
         min=1,
         help="API models: spread the requests (and the concurrency) over this many worker "
-        "processes; 1: none. Default: one process, moving to workers (one per 32 concurrent "
-        "requests, up to the CPU count) only if its first rounds of requests asked for half a "
-        "core or more.",
+        "processes (1: none, this process sends them). Default: one process, moving to workers "
+        "(one per 32 concurrent requests, up to the CPU count) only if its first rounds of "
+        "requests asked for half a core or more.",
     ),
     batch_size: int = typer.Option(None, "--batch-size", help="Requests per engine batch."),
     tensor_parallel_size: int = typer.Option(
