@@ -87,7 +87,8 @@ def workers(monkeypatch):
         return real(recipe, counted(), processes=processes, **kwargs)
 
     monkeypatch.setattr(process_runner, "run_in_processes", spy)
-    monkeypatch.setattr(process_runner, "worker_count", lambda *a, **k: 2)
+    # As the real one: a count asked for is obeyed; by default, two.
+    monkeypatch.setattr(process_runner, "worker_count", lambda requested, **k: requested or 2)
     return calls
 
 

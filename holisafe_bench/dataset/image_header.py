@@ -14,8 +14,9 @@ structure tells as much for the two formats here (`body_problem`): a PNG is whol
 every chunk up to IEND is there with its CRC right; a Huffman-coded JPEG is whole when its
 entropy-coded data ends in the end-of-image marker, which cannot occur inside that data
 (an FF byte there is always followed by 00 or a restart marker). Damage that leaves the
-structure intact is no more caught by PIL, which decodes a JPEG with flipped bytes
-without complaint. Other formats and JPEG processes raise StructureUnknown and are decoded.
+structure intact goes unseen here; PIL's full decode accepted a test JPEG with bytes
+flipped in its scan data too. Other formats and JPEG processes raise StructureUnknown and
+are decoded.
 """
 
 from __future__ import annotations

@@ -385,17 +385,15 @@ def send_all(
     (`_LoadProbe`); otherwise every request stays here. Returns how many worker
     processes took requests (0: none)."""
     limits = {"concurrency": concurrency, "rpm": rpm, "tpm": tpm}
-    if processes is not None and processes > 1:
-        run_in_processes(
-            provider.recipe(), requests, processes=processes, on_result=on_result, **limits
-        )
-        return processes
+    workers = worker_count(processes, concurrency=concurrency, calls=calls)
     pending = iter(requests)
-    workers = 1 if processes == 1 else worker_count(None, concurrency=concurrency, calls=calls)
     if workers == 1:
         _send_here(provider, pending, window=None, on_result=on_result, **limits)
         return 0
     recipe = provider.recipe()  # refused now, not after the probe, if it cannot be rebuilt
+    if processes is not None:  # asked for: workers from the first request
+        run_in_processes(recipe, pending, processes=workers, on_result=on_result, **limits)
+        return workers
     window = AdaptiveWindow(concurrency)
     probe = _LoadProbe(concurrency, PROBE_ROUNDS * concurrency, window)
     _send_here(provider, probe.gate(pending), window=window, on_result=on_result, **limits)
