@@ -15,12 +15,11 @@ CLIP preprocessing, tokenising the prompt). The tiny model runs in float32 by de
 half precision on a CPU has no fast matrix kernels, so every matrix product costs in
 proportion to its size and batching saves little there; on a GPU the Safe-VLMs run in
 float16, where a forward pass of one sample leaves the device mostly idle and batching
-saves far more than here. One torch thread by default: on this 2-core machine, shared with
-other jobs, a second thread makes the tiny model no faster and the timings erratic (threads
-spin waiting for a core).
+saves far more than here. Torch's own thread count by default, as `guard` runs (it sets
+none); `--threads 1` shows the forward passes on one core.
 
 Run: .venv/bin/python benchmarks/guard_speed.py [--n 256] [--batch-size 32] [--rounds 3]
-     [--dtype float32] [--threads 1]
+     [--dtype float32] [--threads N]
 """
 
 from __future__ import annotations
@@ -160,9 +159,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16"))
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own, as guard)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="guard-speed-"))
     classifier = _classifier(build_tiny_safellava(root / "tiny"), args.dtype, args.batch_size)
     requests = _requests(root / "data", args.n)
