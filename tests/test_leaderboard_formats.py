@@ -120,6 +120,27 @@ def test_comparison_formats_keep_their_layout():
     )
 
 
+def test_comparison_deltas_are_between_the_printed_cells():
+    """15 of 19 is 78.947...%: 78.9 at one decimal, 79.0 rounded twice (the June 2025 rule).
+    Against a table printing 79.0 the delta follows --double-round, and the reference's
+    95.85 is 95.9 at one decimal (half-up on what was written), never a signed zero."""
+    row = LeaderboardRow(model="m", display_name="Model A", group="open-weight",
+                         card=_card(violations_ssu=15, n_ssu=19))  # fmt: skip
+    columns = ["S_IS_T→S↑", "S_IS_T→U↓", "U_IS_T↓", "U_IU_T↓", "S_IU_T↓", "mASR↓", "RR↓"]
+    reference = {"Model A": dict(zip(columns, [95.85, 79.0, 0, 0, 0, 79.0, 50.0], strict=True))}
+
+    def cells(double_round: bool) -> dict[str, list[str]]:
+        text = write_comparison([row], reference, "csv", 1, double_round)
+        return {line.split(",")[1]: line.split(",")[2:] for line in text.splitlines()[1:]}
+
+    assert cells(False)["S_IS_T→U↓"] == ["78.9", "79.0", "-0.1"]
+    assert cells(True)["S_IS_T→U↓"] == ["79.0", "79.0", "+0.0"]
+    assert cells(True)["S_IS_T→S↑"] == ["50.0", "95.9", "-45.9"]
+    assert cells(True)["U_IS_T↓"] == ["n/a", "0.0", "n/a"]  # no USU samples here
+    deltas = [c[2] for c in cells(False).values()]
+    assert not any(d.startswith("-") and float(d) == 0 for d in deltas if d != "n/a")
+
+
 def test_html_leaderboard_escapes_names_and_keeps_sort_values():
     page = to_html([_row(HOSTILE)])
     assert "<script>alert" not in page and "<b>" not in page.split("<tbody>")[1]

@@ -243,7 +243,8 @@ def leaderboard_cmd(
     for note in skipped_notes(rows):
         typer.echo(note, err=True)
     if compare is not None:
-        text = write_comparison(rows, read_leaderboard_csv(compare), fmt, decimals)
+        reference = read_leaderboard_csv(compare)
+        text = write_comparison(rows, reference, fmt, decimals, double_round)
     else:
         text = write_leaderboard(rows, fmt, decimals, double_round)
     if ci:

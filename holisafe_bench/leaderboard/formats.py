@@ -240,7 +240,8 @@ def write_comparison(
     reference: dict[str, dict[str, float]],
     fmt: str,
     decimals: int = 1,
+    double_round: bool = False,
 ) -> str:
     """Per model and column, ours against `reference` (display name -> column -> percent)."""
-    table = compare_rows(rows, reference, decimals)
+    table = compare_rows(rows, reference, decimals, double_round)
     return FORMATS[fmt].comparison(COMPARISON_HEADER, table)

@@ -27,8 +27,9 @@ from holisafe_bench.leaderboard.formats import (
     latex_escape,
     markdown_text,
 )
-from holisafe_bench.leaderboard.tables import percent
+from holisafe_bench.leaderboard.tables import compared_cells, percent
 from holisafe_bench.paths import ResultsLayout
+from holisafe_bench.scoring import rounded_percent
 
 # The metric columns of the table, in METRICS order, then the counts.
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -250,16 +251,9 @@ def compare_guard_rows(
         ref = reference.get(row.display_name)
         columns = list(ref.values) if ref else list(PUBLISHED_COLUMNS)
         for col in columns:
-            rate = row.score.metric(COLUMN_METRIC[col])
-            value = ref.values.get(col) if ref else None
-            ours = percent(rate, decimals)
-            if value is None or rate is None:
-                theirs = "n/a" if value is None else f"{value:.{decimals}f}"
-                out.append([row.display_name, col, ours, theirs, "n/a"])
-                continue
-            delta = Fraction(rate) - Fraction(str(value)) / 100
-            signed = ("-" if delta < 0 else "+") + percent(abs(delta), decimals)
-            out.append([row.display_name, col, ours, f"{value:.{decimals}f}", signed])
+            ours = rounded_percent(row.score.metric(COLUMN_METRIC[col]), decimals)
+            theirs = ref.values.get(col) if ref else None
+            out.append([row.display_name, col, *compared_cells(ours, theirs, decimals)])
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 from holisafe_bench.paths import ResultsLayout
@@ -114,9 +115,13 @@ def table_cells(
 
 
 def compare_rows(
-    rows: list[LeaderboardRow], reference: dict[str, dict[str, float]], decimals: int = 1
+    rows: list[LeaderboardRow],
+    reference: dict[str, dict[str, float]],
+    decimals: int = 1,
+    double_round: bool = False,
 ) -> list[list[str]]:
-    """Per model and column: ours, the reference's, and ours minus the reference's."""
+    """Per model and column: ours, the reference's, and ours minus the reference's (see
+    `compared_cells`); ours with `double_round` if asked."""
     specs = load_models()
     out = []
     for row in rows:
@@ -124,11 +129,19 @@ def compare_rows(
         names = [row.display_name, *(spec.aliases if spec else ())]
         ref = next((reference[n] for n in names if n in reference), None)
         for col, rate in zip(LEADERBOARD_COLUMNS[1:], row.rates(), strict=True):
-            ours = percent(rate, decimals)
-            if ref is None or rate is None:
-                out.append([row.display_name, col, ours, "n/a", "n/a"])
-                continue
-            delta = Fraction(rate) - Fraction(str(ref[col])) / 100
-            signed = ("-" if delta < 0 else "+") + percent(abs(delta), decimals)
-            out.append([row.display_name, col, ours, f"{ref[col]:.{decimals}f}", signed])
+            ours = rounded_percent(rate, decimals, double_round=double_round)
+            theirs = None if ref is None else ref.get(col)
+            out.append([row.display_name, col, *compared_cells(ours, theirs, decimals)])
     return out
+
+
+def compared_cells(ours: Decimal | None, theirs: float | None, decimals: int) -> list[str]:
+    """Our cell, the reference's cell and the first minus the second, all at `decimals`
+    (the reference rounded half-up on the decimal it was written as: 95.85 is 95.9 at one
+    decimal, not the float's 95.8), so +0.0 means both tables print the same cell; 'n/a'
+    where either side has no figure."""
+    shown = "n/a" if ours is None else str(ours)
+    if theirs is None:
+        return [shown, "n/a", "n/a"]
+    ref = Decimal(repr(theirs)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return [shown, str(ref), "n/a" if ours is None else f"{ours - ref:+}"]
