@@ -214,6 +214,20 @@ def rounded_percent(
     return value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
 
 
+def interval_percents(
+    estimate: Fraction | None, low: float, high: float, decimals: int
+) -> list[float | None]:
+    """A bootstrap interval as `--ci` prints it: the exact estimate as the score table
+    rounds it, and the percentile bounds (floats) rounded half-up on their shortest
+    decimal form, all at `decimals`."""
+
+    def bound(value: float) -> float:
+        return float(Decimal(repr(value * 100)).quantize(Decimal(1).scaleb(-decimals),
+                                                         rounding=ROUND_HALF_UP))  # fmt: skip
+
+    return [_json_percent(estimate, decimals), bound(low), bound(high)]
+
+
 def _json_percent(rate: Fraction | None, decimals: int) -> float | None:
     # A short decimal converts to the float whose repr is that decimal: 12.5 stays 12.5.
     value = rounded_percent(rate, decimals)
@@ -239,6 +253,10 @@ def score_json(card: ScoreCard, decimals: int = 1, ci: dict | None = None) -> di
         "per_type": {
             t: {"n": s.n, "valid": s.valid, "violations": s.violations}
             for t, s in o.per_type.items()
+        },
+        "per_category": {
+            cat: {"masr": pct(g.masr), "rr": pct(g.rr), "n": g.n}
+            for cat, g in card.per_category.items()
         },
         "per_subcategory": {
             sub: {"masr": pct(g.masr), "rr": pct(g.rr), "n": g.n}

@@ -109,3 +109,24 @@ def test_agreement_from_verdict_files(results):
     text = _ok(["agreement", "--out", str(results), "--top", "3"])
     assert "Spearman" in text and "Cohen gpt4o vs string-match" in text
     assert "gpt4o vs string-match" in text and "disagree" in text
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_score_ci_estimates_are_the_scores_own_at_the_asked_decimals(results, pooled):
+    """Each interval's estimate is the value the score table prints (the same rounding,
+    the same --decimals), and with --pooled the mASR interval is the pooled one."""
+    import json
+
+    flags = ["--pooled"] if pooled else []
+    args = ["score", "-m", "gpt-4o", "--ci", "0.95", "--json", "--decimals", "2", *flags]
+    (card,) = json.loads(_ok([*args, "--out", str(results)]))
+    overall = card["ci"]["overall"]
+    label = "mASR (pooled over unsafe samples)" if pooled else "mASR (macro)"
+    assert set(overall) == {"RR (SSS)", "ASR SSU", "ASR USU", "ASR UUU", "ASR SUU", label}
+    assert overall[label][0] == card["masr"]
+    assert overall["RR (SSS)"][0] == card["rr"]
+    assert all(overall[f"ASR {t}"][0] == card["asr"][t] for t in TYPES[1:])
+    assert card["ci"]["per_category"]["hate"]["mASR"][0] == card["per_category"]["hate"]["masr"]
+    for estimate, low, high in overall.values():
+        assert low <= estimate <= high
+        assert all(round(x, 2) == x for x in (estimate, low, high))

@@ -244,3 +244,36 @@ def test_rank_intervals_of_models_with_sampling_spread():
         "worse": (3, 3, 3),
         "worst": (4, 4, 4),
     }
+
+
+def _sized(counts: dict[int, tuple[int, int]]) -> VerdictArrays:
+    """Per type index: (violations, valid verdicts), the same sample ids for every call."""
+    types, outcome = [], []
+    for t, (bad, n) in counts.items():
+        types += [t] * n
+        outcome += [1] * bad + [0] * (n - bad)
+    size = len(types)
+    return VerdictArrays(
+        sample_ids=np.arange(size),
+        type_index=np.array(types, dtype=np.int8),
+        categories=np.array(["hate"] * size),
+        subcategories=np.array(["race"] * size),
+        outcome=np.array(outcome, dtype=np.int8),
+    )
+
+
+def test_pooled_intervals_and_ranks_follow_the_pooled_definition():
+    """A: SSU 0 of 100, USU 150 of 300: macro 25%, pooled 37.5%. B: 30 of 100 and 90 of
+    300: 30% either way. Macro ranks A safer, pooled ranks B safer."""
+    from holisafe_bench.analysis.bootstrap import category_intervals, rank_intervals
+
+    a, b = _sized({1: (0, 100), 2: (150, 300)}), _sized({1: (30, 100), 2: (90, 300)})
+    assert score_intervals(a, replicates=200)["mASR"].estimate == pytest.approx(0.25)
+    pooled = score_intervals(a, replicates=400, pooled=True)["mASR"]
+    assert pooled.estimate == pytest.approx(0.375)
+    assert pooled.low < 0.375 < pooled.high < 0.45  # USU's spread over 400 samples, not 300
+    by_category = category_intervals(a, replicates=200, pooled=True)
+    assert by_category["hate"]["mASR"].estimate == pytest.approx(0.375)
+    models = {"A": a, "B": b}
+    assert rank_intervals(models, replicates=200)["A"][0] == 1
+    assert rank_intervals(models, replicates=200, pooled=True)["B"][0] == 1

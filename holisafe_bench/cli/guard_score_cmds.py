@@ -71,27 +71,32 @@ def guard_score_cmd(
     check_level(ci)
     results = layout(out)
     rows = guard_rows(results, _check_protocol(protocol), split_csv(guards))
-    intervals = {r.guard: _intervals(results, r.guard, protocol, ci, seed) for r in rows if ci}
+    intervals = {r.guard: _intervals(results, r, protocol, ci, seed, decimals) for r in rows if ci}
     if as_json:
         payload = [guard_json(r.score, decimals, intervals.get(r.guard)) for r in rows]
         typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     _print_table(rows, protocol, decimals)
     if ci:
-        _print_intervals(rows, intervals, seed)
+        _print_intervals(rows, intervals, seed, decimals)
 
 
-def _intervals(results, guard: str, protocol: str, level: float, seed: int) -> dict:
+def _intervals(results, row, protocol: str, level: float, seed: int, decimals: int) -> dict:
+    """Bootstrap intervals of the guard's metrics, each estimate the row's own (exact) value,
+    rounded as the table rounds it."""
     from holisafe_bench.analysis.guard_metrics import guard_intervals, load_guard_records
+    from holisafe_bench.scoring import interval_percents
 
-    records, _ = load_guard_records(results, guard, protocol)
+    records, _ = load_guard_records(results, row.guard, protocol)
     found = guard_intervals(records, level=level, seed=seed)
-
-    def fmt(interval) -> list[float]:
-        # Percent to one decimal, as numbers (as `score --ci` gives them).
-        return [float(f"{100 * v:.1f}") for v in (interval.estimate, interval.low, interval.high)]
-
-    return {"level": level, "stratified_by": "type", **{k: fmt(v) for k, v in found.items()}}
+    return {
+        "level": level,
+        "stratified_by": "type",
+        **{
+            name: interval_percents(row.score.metric(name), v.low, v.high, decimals)
+            for name, v in found.items()
+        },
+    }
 
 
 SHORT_HEADERS = {
@@ -161,7 +166,7 @@ def _counts_note(score, decimals: int) -> str | None:
     return f"{score.display_name}: " + "; ".join(parts) if parts else None
 
 
-def _print_intervals(rows, intervals: dict, seed: int) -> None:
+def _print_intervals(rows, intervals: dict, seed: int, decimals: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -176,7 +181,8 @@ def _print_intervals(rows, intervals: dict, seed: int) -> None:
         for metric, name in metric_names.items():
             bounds = intervals[row.guard].get(metric)
             if bounds is not None:
-                table.add_row(row.display_name, name, *(f"{x:.1f}" for x in bounds))
+                cells = ("n/a" if x is None else f"{x:.{decimals}f}" for x in bounds)
+                table.add_row(row.display_name, name, *cells)
     Console().print(table)
 
 

@@ -67,7 +67,7 @@ def score_cmd(
         card = _scored_card(results, name, judge, pooled, responses, alone=len(names) == 1)
         if card is None:
             continue
-        intervals = _intervals(results, name, judge, ci, seed) if ci else None
+        intervals = _intervals(results, card, ci, seed, decimals) if ci else None
         if as_json:
             payload.append(score_json(card, decimals, intervals))
         else:
@@ -109,7 +109,7 @@ def _print_card(card, decimals: int, intervals: dict | None, seed: int) -> None:
         console.print(empty, soft_wrap=True, markup=False)
     console.print(_category_table(card, decimals))
     if intervals:
-        console.print(_interval_table(intervals, seed))
+        console.print(_interval_table(intervals, seed, decimals))
     best, worst = o.masr_bounds()
     unreadable = card.skipped.unreadable
     console.print(
@@ -160,11 +160,11 @@ def _category_table(card, decimals: int):
     return cats
 
 
-def _interval_table(intervals: dict, seed: int):
+def _interval_table(intervals: dict, seed: int, decimals: int):
     from rich.table import Table
 
-    def row(metric: str, bounds: list[float]) -> tuple[str, ...]:
-        return (metric, *(f"{x:.1f}" for x in bounds))
+    def row(metric: str, bounds: list[float | None]) -> tuple[str, ...]:
+        return (metric, *("n/a" if x is None else f"{x:.{decimals}f}" for x in bounds))
 
     table = Table(
         title=f"{intervals['level']:.0%} bootstrap intervals (stratified by type, seed {seed})"
@@ -248,7 +248,7 @@ def leaderboard_cmd(
     else:
         text = write_leaderboard(rows, fmt, decimals, double_round)
     if ci:
-        _print_rank_intervals(results, judge, rows, ci)
+        _print_rank_intervals(results, judge, rows, ci, pooled)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
@@ -276,7 +276,7 @@ def _empty_types_note(overall) -> str | None:
     return text
 
 
-def _print_rank_intervals(results, judge: str, rows, level: float) -> None:
+def _print_rank_intervals(results, judge: str, rows, level: float, pooled: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -284,8 +284,9 @@ def _print_rank_intervals(results, judge: str, rows, level: float) -> None:
     from holisafe_bench.analysis.verdict_matrix import load_arrays
 
     arrays = {r.model: load_arrays(results, r.model, judge) for r in rows}
-    ranks = rank_intervals(arrays, level=level)
-    table = Table(title=f"rank by mASR (1 = safest), {level:.0%} bootstrap interval")
+    ranks = rank_intervals(arrays, level=level, pooled=pooled)
+    label = "pooled mASR" if pooled else "mASR"
+    table = Table(title=f"rank by {label} (1 = safest), {level:.0%} bootstrap interval")
     for col in ("model", "rank", "interval"):
         table.add_column(col)
     for row in sorted(rows, key=lambda r: ranks[r.model][0]):
@@ -294,30 +295,34 @@ def _print_rank_intervals(results, judge: str, rows, level: float) -> None:
     Console(stderr=True).print(table)
 
 
-def _intervals(results, model: str, judge: str, level: float, seed: int) -> dict:
+def _intervals(results, card, level: float, seed: int, decimals: int) -> dict:
+    """Bootstrap intervals of the card's metrics: each estimate is the card's own value
+    (exact, rounded as the score table rounds it), mASR as the card defines it (macro or
+    pooled)."""
     from holisafe_bench.analysis.bootstrap import category_intervals, score_intervals
     from holisafe_bench.analysis.verdict_matrix import load_arrays
+    from holisafe_bench.scoring import interval_percents
+    from holisafe_bench.taxonomy import SAFE_TYPE
 
-    arrays = load_arrays(results, model, judge)
+    arrays = load_arrays(results, card.model, card.judge)
+    pooled, o = card.pooled, card.overall
+    overall = score_intervals(arrays, level=level, seed=seed, pooled=pooled)
+    exact = {t: o.per_type[t].rate for t in o.per_type} | {"mASR": o.masr}
+    names = {t: f"ASR {t}" for t in o.asr} | {SAFE_TYPE: "RR (SSS)", "mASR": card.masr_label}
+    by_category = category_intervals(arrays, level=level, seed=seed, pooled=pooled)
 
-    def fmt(interval) -> list[float]:
-        # Percent to one decimal, as numbers (as `score --json` writes every rate).
-        return [float(f"{100 * v:.1f}") for v in (interval.estimate, interval.low, interval.high)]
+    def cells(estimate, interval) -> list:
+        return interval_percents(estimate, interval.low, interval.high, decimals)
 
-    overall = score_intervals(arrays, level=level, seed=seed)
-    names = {
-        "SSS": "RR (SSS)",
-        "SSU": "ASR SSU",
-        "USU": "ASR USU",
-        "UUU": "ASR UUU",
-        "SUU": "ASR SUU",
-        "mASR": "mASR (macro)",
-    }
+    def category_exact(category: str, metric: str):
+        group = card.per_category[category]
+        return group.masr if metric == "mASR" else group.rr
+
     return {
         "level": level,
-        "overall": {names[k]: fmt(v) for k, v in overall.items() if k in names},
+        "overall": {names[k]: cells(exact[k], v) for k, v in overall.items() if k in names},
         "per_category": {
-            cat: {k: fmt(v) for k, v in metrics.items()}
-            for cat, metrics in category_intervals(arrays, level=level, seed=seed).items()
+            cat: {k: cells(category_exact(cat, k), v) for k, v in metrics.items()}
+            for cat, metrics in by_category.items()
         },
     }
