@@ -8,6 +8,7 @@ from holisafe_bench.leaderboard import percent
 from holisafe_bench.records import VerdictRecord
 from holisafe_bench.scoring import read_verdict_rows, score_verdicts
 from holisafe_bench.store import RecordStore
+from holisafe_bench.taxonomy import TYPES
 
 
 def _verdicts(spec: dict[str, tuple[int, int, int]], sub: str = "race", cat: str = "hate"):
@@ -118,3 +119,26 @@ def test_score_says_which_types_a_subset_has_no_samples_of(tmp_path):
     payload = json.loads(res.output)
     assert payload[0]["types_without_samples"] == ["USU", "SUU"]
     assert payload[0]["masr"] == 100.0  # the mean over SSU and UUU, not (1 + 1 + 0 + 0) / 4
+
+
+def test_a_type_whose_verdicts_are_all_invalid_is_named_beside_the_masr():
+    """SUU has samples but no valid verdict: its ASR is n/a, mASR is the mean of the other
+    three, and score, score --json and the leaderboard's notes all say so."""
+    from holisafe_bench.leaderboard import LeaderboardRow, skipped_notes
+    from holisafe_bench.scoring import VerdictRow, coverage_note, score_json, score_rows
+
+    rows = [VerdictRow(i, t, "c", "s", False, None) for i, t in enumerate(TYPES[:4])]
+    rows += [VerdictRow(10 + i, "SUU", "c", "s", None, None) for i in range(3)]  # invalid
+    card = score_rows(rows, model="m", judge="string-match")
+    assert card.overall.asr["SUU"] is None and card.overall.masr == 1
+    note = coverage_note(card.overall)
+    assert note is not None
+    assert note.startswith("no valid verdict of type SUU (every one invalid); mASR is the mean")
+    assert "of the 3 unsafe type(s)" in note
+    assert score_json(card)["types_without_valid_verdicts"] == ["SUU"]
+    row = LeaderboardRow(model="m", display_name="M", group="open-weight", card=card)
+    assert skipped_notes([row]) == [f"M: {note}"]
+    pooled = score_rows(rows, model="m", judge="string-match", pooled=True)
+    assert "pooled over the 3 unsafe type(s)" in (coverage_note(pooled.overall) or "")
+    complete = score_rows(rows[:4] + [VerdictRow(20, "SUU", "c", "s", True, None)])
+    assert coverage_note(complete.overall) is None

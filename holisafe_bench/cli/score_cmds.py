@@ -100,13 +100,14 @@ def _print_card(card, decimals: int, intervals: dict | None, seed: int) -> None:
     from rich.console import Console
 
     from holisafe_bench.leaderboard import percent
+    from holisafe_bench.scoring import coverage_note
 
     console = Console()
     o = card.overall
     console.print(_type_table(card, decimals))
-    empty = _empty_types_note(o)
-    if empty:
-        console.print(empty, soft_wrap=True, markup=False)
+    coverage = coverage_note(o)
+    if coverage:
+        console.print(coverage, soft_wrap=True, markup=False)
     console.print(_category_table(card, decimals))
     if intervals:
         console.print(_interval_table(intervals, seed, decimals))
@@ -255,25 +256,6 @@ def leaderboard_cmd(
         typer.echo(f"wrote {output}")
     else:
         typer.echo(text, nl=False)
-
-
-def _empty_types_note(overall) -> str | None:
-    """A selection without some type: say so, and how mASR treats it (the official
-    string-match script would average a 0 in for it)."""
-    from holisafe_bench.taxonomy import TYPES, UNSAFE_TYPES
-
-    empty = [t for t in TYPES if overall.per_type[t].n == 0]
-    if not empty:
-        return None
-    unsafe_empty = [t for t in empty if t in UNSAFE_TYPES]
-    text = f"no samples of type {', '.join(empty)} in this selection"
-    if unsafe_empty:
-        kept = len(UNSAFE_TYPES) - len(unsafe_empty)
-        text += (
-            f"; mASR is the mean of the {kept} unsafe type(s) that have samples (the "
-            "official string-match script would average a 0 in for each empty type)"
-        )
-    return text
 
 
 def _print_rank_intervals(results, judge: str, rows, level: float, pooled: bool) -> None:

@@ -11,7 +11,13 @@ from fractions import Fraction
 
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.registry import ModelSpec, load_models
-from holisafe_bench.scoring import CurrentResponses, ScoreCard, rounded_percent, score_model
+from holisafe_bench.scoring import (
+    CurrentResponses,
+    ScoreCard,
+    coverage_note,
+    rounded_percent,
+    score_model,
+)
 from holisafe_bench.taxonomy import LEADERBOARD_COLUMNS, UNSAFE_TYPES
 
 
@@ -63,8 +69,13 @@ def build_leaderboard(
 
 
 def skipped_notes(rows: list[LeaderboardRow]) -> list[str]:
-    """One line per model whose verdicts were not all scored (stale or unreadable)."""
-    notes = (r.card.skipped.note(r.card.model, r.card.judge) for r in rows)
+    """A line per model whose verdicts were not all scored (stale or unreadable), and per
+    model whose mASR leaves out a type (no samples, or no valid verdict)."""
+    notes = []
+    for row in rows:
+        notes.append(row.card.skipped.note(row.card.model, row.card.judge))
+        coverage = coverage_note(row.card.overall)
+        notes.append(f"{row.display_name}: {coverage}" if coverage else None)
     return [n for n in notes if n]
 
 
