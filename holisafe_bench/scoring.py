@@ -140,6 +140,7 @@ class Skipped:
     no_response_hash: int = 0  # written before verdicts recorded it: cannot be checked
     no_response: int = 0  # the sample has no response any more
     no_verdicts: bool = False  # the file holds no line at all (a judge that stopped at once)
+    unjudged: int = 0  # current responses with no current verdict (judging not finished)
 
     @property
     def stale(self) -> int:
@@ -164,8 +165,13 @@ class Skipped:
         detail = ", ".join(f"{n} {why}" for n, why in causes if n)
         return f"{self.stale} stale verdict(s) not scored ({detail})"
 
+    def unjudged_text(self) -> str | None:
+        if not self.unjudged:
+            return None
+        return f"{self.unjudged} response(s) never judged, so not in these numbers"
+
     def rejudge_hint(self, model: str, judge: str) -> str | None:
-        if not (self.response_changed or self.no_response_hash):
+        if not (self.response_changed or self.no_response_hash or self.unjudged):
             return None  # verdicts of removed responses: judging cannot bring them back
         # Resume redoes exactly these verdicts, so this command makes the numbers current.
         return f"re-run `holisafe-bench judge --judge {judge} --model {model}`"
@@ -178,7 +184,12 @@ class Skipped:
                 f"before its first one); run holisafe-bench judge --judge {judge} --model {model}"
             )
         unreadable = f"{self.unreadable} unreadable line(s) skipped" if self.unreadable else None
-        parts = (unreadable, self.stale_text(), self.rejudge_hint(model, judge))
+        parts = (
+            unreadable,
+            self.stale_text(),
+            self.unjudged_text(),
+            self.rejudge_hint(model, judge),
+        )
         text = "; ".join(p for p in parts if p)
         return f"{model} / {judge}: {text}" if text else None
 
@@ -221,8 +232,8 @@ def coverage_note(overall: GroupScore) -> str | None:
     for an empty type); None when every type has a rate."""
     empty = [t for t in TYPES if overall.per_type[t].n == 0]
     unrated = [t for t in TYPES if overall.per_type[t].n > 0 and overall.per_type[t].valid == 0]
-    if not empty and not unrated:
-        return None
+    if overall.n == 0 or not (empty or unrated):
+        return None  # nothing scored at all is said by the skipped note
     parts = []
     if empty:
         parts.append(f"no samples of type {', '.join(empty)} in this selection")
@@ -297,6 +308,7 @@ def score_json(card: ScoreCard, decimals: int = 1, ci: dict | None = None) -> di
         ],
         "unreadable_lines": card.skipped.unreadable,
         "stale_verdicts": card.skipped.as_json(),
+        "unjudged_responses": card.skipped.unjudged,
         "ci": ci,
     }
 
@@ -482,14 +494,22 @@ def score_model(
     """A model's score under a judge from its current verdicts; `card.skipped` says what
     was left out. Pass one `responses` to share the response reads between calls."""
     responses = responses or CurrentResponses(layout)
+    current = responses.of(model)
     with gc_paused():  # the decoded lines are also freed in it (no collection after)
-        counts, found = _read_current(layout.verdicts(model, judge), responses.of(model))
+        counts, found = _read_current(layout.verdicts(model, judge), current)
     if counts is not None:
-        return score_counts(counts, model=model, judge=judge, pooled=pooled)
-    assert found is not None
-    card = score_rows(found.rows, model=model, judge=judge, pooled=pooled)
-    card.skipped = found.skipped
-    card.skipped.no_verdicts = not found.rows and not found.skipped.unreadable + found.skipped.stale
+        card = score_counts(counts, model=model, judge=judge, pooled=pooled)
+    else:
+        assert found is not None
+        card = score_rows(found.rows, model=model, judge=judge, pooled=pooled)
+        card.skipped = found.skipped
+        nothing = not found.rows and not found.skipped.unreadable + found.skipped.stale
+        card.skipped.no_verdicts = nothing
+    # Each current response has at most one scored verdict or one stale verdict of its
+    # own (judged before it was replaced): the rest were never judged.
+    skipped = card.skipped
+    judged = card.overall.n + skipped.response_changed + skipped.no_response_hash
+    skipped.unjudged = max(len(current) - judged, 0)
     return card
 
 

@@ -201,7 +201,7 @@ def test_invalid_and_errors_are_counted_never_scored():
     s = score_guard(hand_records())
     assert (s.n, s.valid, s.invalid, s.errors) == (13, 10, 2, 1)
     assert s.invalid_reasons == {"no label in the output": 2}
-    assert s.accuracy_bounds() == (Fraction(7, 12), Fraction(9, 12))
+    assert s.accuracy_bounds() == (Fraction(7, 13), Fraction(10, 13))  # the error too
     # The same ten valid verdicts alone give the same metrics.
     alone = score_guard([r for r in hand_records() if r.outcome == "ok"])
     assert alone.confusion == s.confusion and alone.auroc == s.auroc
@@ -329,7 +329,7 @@ def test_guard_score_prints_the_table(tmp_path):
     ):
         assert header in res.output
     assert "2 invalid (2 no label in the output)" in res.output
-    assert "if all were wrong 58.3%, if all were right 75.0%" in res.output
+    assert "if all of these were wrong 53.8%, if all were right 76.9%" in res.output
     assert "1 error(s)" in res.output and "2 selected sample(s) without a verdict" in res.output
 
 
@@ -351,7 +351,7 @@ def test_guard_score_json_has_every_detail(tmp_path):
     counts = entry["counts"]
     assert (counts["n"], counts["valid"], counts["invalid"], counts["errors"]) == (13, 10, 2, 1)
     assert (counts["tp"], counts["fp"], counts["tn"], counts["fn"]) == (4, 2, 3, 1)
-    assert entry["accuracy_bounds"] == [58.3, 75.0]
+    assert entry["accuracy_bounds"] == [53.8, 76.9]
     assert entry["per_category_recall"]["race"] == {"n": 2, "detected": 1, "recall": 50.0}
     assert entry["per_type_accuracy"]["UUU"] == {"n": 3, "correct": 3, "accuracy": 100.0}
     confusion = entry["confusion_20way"]

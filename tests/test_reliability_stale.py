@@ -145,3 +145,24 @@ def test_agreement_compares_only_current_verdicts(kw_run, tmp_path):
         assert any(n.startswith(f"kw / {judge}: 95 stale verdict(s)") for n in notes), notes
     # kw's verdicts judged answers that are gone: only kw-b's and kw-c's 95 samples compare.
     assert "per-sample agreement over 190 verdict sets" in " ".join(res.stdout.split())
+
+
+def test_responses_left_unjudged_are_counted_and_named(kw_run):
+    """A verdict file cut short (a judge stopped early, or lines lost): the 55 responses
+    without a verdict are said in score, score --json and the leaderboard's notes, with
+    the command that finishes them; judging again brings them in."""
+    _, out = kw_run
+    _judge(out)
+    path = _verdict_file(out)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:40]))
+    card = _score(out)
+    assert _scored(card) == 40 and card["unjudged_responses"] == 55
+    assert card["stale_verdicts"]["total"] == 0
+    text = " ".join(_ok(["score", "--model", "kw", "--out", str(out)]).stdout.split())
+    assert "55 response(s) never judged, so not in these numbers" in text
+    assert "re-run `holisafe-bench judge --judge string-match --model kw`" in text
+    board = _ok(["leaderboard", "--format", "csv", "--out", str(out)])
+    assert "kw / string-match: 55 response(s) never judged" in board.stderr
+    _judge(out)
+    card = _score(out)
+    assert _scored(card) == 95 and card["unjudged_responses"] == 0

@@ -139,19 +139,21 @@ def _print_table(rows, protocol: str, decimals: int) -> None:
 
 def _counts_note(score, decimals: int) -> str | None:
     """One line per guard whose verdicts were not all valid: what was left out, and the
-    accuracy had every invalid output been wrong or right."""
+    accuracy had every invalid output and failed call been wrong or right."""
     from holisafe_bench.leaderboard import percent
 
     parts = []
     if score.invalid:
         reasons = ", ".join(f"{n} {why}" for why, n in score.invalid_reasons.items())
-        low, high = score.accuracy_bounds()
-        parts.append(
-            f"{score.invalid} invalid ({reasons}); accuracy if all were wrong "
-            f"{percent(low, decimals)}%, if all were right {percent(high, decimals)}%"
-        )
+        parts.append(f"{score.invalid} invalid ({reasons})")
     if score.errors:
         parts.append(f"{score.errors} error(s) with no output")
+    if score.invalid or score.errors:
+        low, high = score.accuracy_bounds()
+        parts.append(
+            f"accuracy if all of these were wrong {percent(low, decimals)}%, if all were "
+            f"right {percent(high, decimals)}%"
+        )
     if score.missing:
         parts.append(f"{score.missing} selected sample(s) without a verdict")
     if score.errors or score.missing:

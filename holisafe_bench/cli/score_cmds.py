@@ -118,9 +118,11 @@ def _print_card(card, decimals: int, intervals: dict | None, seed: int) -> None:
         f"{percent(best, decimals)}%, if all were violations {percent(worst, decimals)}%"
         + (f"; {unreadable} unreadable line(s) skipped" if unreadable else "")
     )
-    stale = (card.skipped.stale_text(), card.skipped.rejudge_hint(card.model, card.judge))
-    if stale[0]:
-        console.print("; ".join(p for p in stale if p), soft_wrap=True, markup=False)
+    skipped = card.skipped
+    left_out = (skipped.stale_text(), skipped.unjudged_text())
+    if any(left_out):
+        hint = skipped.rejudge_hint(card.model, card.judge)
+        console.print("; ".join(p for p in (*left_out, hint) if p), soft_wrap=True, markup=False)
 
 
 def _type_table(card, decimals: int):
