@@ -277,3 +277,25 @@ def test_pooled_intervals_and_ranks_follow_the_pooled_definition():
     models = {"A": a, "B": b}
     assert rank_intervals(models, replicates=200)["A"][0] == 1
     assert rank_intervals(models, replicates=200, pooled=True)["B"][0] == 1
+
+
+def test_published_tables_sharing_a_judge_are_both_kept_and_models_meet_by_alias():
+    """Two string-match tables (4,031 and 4,163 rows) are two columns, not one replacing
+    the other; the 4,163 table's 'Qwen-2.5-VL-7B' is the registry's qwen2.5-vl-7b, as the
+    4,031 table's 'Qwen2.5-VL-7B' is."""
+    from holisafe_bench.analysis.published import published_masr
+
+    paths = [PUBLISHED / f"leaderboard_{n}.csv" for n in ("4031_sm", "4163_sm", "4031_gpt4o")]
+    tables = published_masr(paths)
+    assert sorted(tables) == ["4031_sm", "4163_sm", "gpt4o"]
+    assert (
+        tables["4031_sm"]["qwen2.5-vl-7b"]
+        == read_leaderboard_csv(paths[0])["Qwen2.5-VL-7B"]["mASR↓"]
+    )
+    assert (
+        tables["4163_sm"]["qwen2.5-vl-7b"]
+        == read_leaderboard_csv(paths[1])["Qwen-2.5-VL-7B"]["mASR↓"]
+    )
+    assert len(set(tables["4031_sm"]) & set(tables["4163_sm"])) == 17  # every 4,163 model
+    by_pair = {(c.judge_a, c.judge_b): c for c in rank_correlations(tables, replicates=100)}
+    assert by_pair[("4031_sm", "gpt4o")].n_models == 21

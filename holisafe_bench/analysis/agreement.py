@@ -33,7 +33,7 @@ class Correlation:
         if self.note is not None:
             return [self.note, "n/a", "n/a"]
         return [
-            f"{i.estimate:.3f} [{i.low:.2f}, {i.high:.2f}]"
+            f"{i.estimate:.3f} [{i.low:.3f}, {i.high:.3f}]"
             for i in (self.spearman, self.kendall, self.pearson)
             if i is not None
         ]

@@ -32,3 +32,26 @@ def judge_name_of(path: Path) -> str:
     """'leaderboard_4031_gpt4o.csv' -> 'gpt4o'; otherwise the file stem."""
     stem = Path(path).stem
     return stem.rsplit("_", 1)[-1] if stem.startswith("leaderboard_") else stem
+
+
+def published_masr(paths: list[Path]) -> dict[str, dict[str, float]]:
+    """mASR per table and model from published leaderboard CSVs, for `agreement`. Each
+    table is labelled by its judge ('leaderboard_4031_gpt4o.csv' -> 'gpt4o'), or by its
+    whole name after 'leaderboard_' when two tables share a judge (4031_sm, 4163_sm), so
+    no table replaces another. Models are named as the registry names them, so a table
+    that spells a model another way (Qwen-2.5-VL-7B) meets the others on it."""
+    from holisafe_bench.registry import load_models
+
+    by_name: dict[str, str] = {}
+    for spec in load_models().values():
+        for name in (spec.display_name, *spec.aliases):
+            by_name[name] = spec.name
+    judges = [judge_name_of(p) for p in paths]
+    out: dict[str, dict[str, float]] = {}
+    for path, judge in zip(paths, judges, strict=True):
+        label = judge if judges.count(judge) == 1 else Path(path).stem.removeprefix("leaderboard_")
+        if label in out:
+            raise HolisafeError(f"{path}: given twice (as {label!r})")
+        table = read_leaderboard_csv(path)
+        out[label] = {by_name.get(m, m): values["mASR↓"] for m, values in table.items()}
+    return out

@@ -64,7 +64,9 @@ def agreement_cmd(
     check_level(level)
     published = [*(published or []), *(more_published or [])]
     if published:
-        masr, sample_level = _published_masr(published), None
+        from holisafe_bench.analysis.published import published_masr
+
+        masr, sample_level = published_masr(published), None
     else:
         results = layout(out)
         judge_list = split_csv(judges) or results.judges_with_verdicts()
@@ -89,15 +91,6 @@ def agreement_cmd(
     console.print(table)
     if sample_level is not None and sample_level.n_items:
         _print_sample_agreement(console, sample_level)
-
-
-def _published_masr(published: list[Path]) -> dict[str, dict[str, float]]:
-    from holisafe_bench.analysis.published import judge_name_of, read_leaderboard_csv
-
-    return {
-        judge_name_of(p): {m: v["mASR↓"] for m, v in read_leaderboard_csv(p).items()}
-        for p in published
-    }
 
 
 def _masr_by_judge(results, judges: list[str], models: list[str]) -> dict[str, dict[str, float]]:
