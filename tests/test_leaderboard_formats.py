@@ -186,3 +186,18 @@ def test_wheel_ships_the_templates_and_scripts(tmp_path):
     for name in ("_table.html.j2", "leaderboard.html.j2", "report.html.j2", "report.js",
                  "sortable.js"):  # fmt: skip
         assert f"holisafe_bench/templates/{name}" in names
+
+
+def test_pooled_mASR_is_labelled_where_a_reader_sees_the_table():
+    """md, LaTeX and HTML name the pooled column; CSV keeps the paper's header (the June
+    2025 tables are pooled under it) and JSON says the definition."""
+    rows = [VerdictRow(i, "SSS", "c", "s", True, None) for i in range(2)]
+    rows += [VerdictRow(10 + i, "SSU", "c", "s", i > 0, None) for i in range(4)]
+    card = score_rows(rows, model="m", judge="string-match", pooled=True)
+    pooled = LeaderboardRow(model="m", display_name="Model A", group="open-weight", card=card)
+    assert "| mASR (pooled)↓ |" in write_leaderboard([pooled], "md")
+    assert r"mASR (pooled)$\downarrow$" in write_leaderboard([pooled], "latex")
+    assert "mASR (pooled)↓" in write_leaderboard([pooled], "html")
+    assert write_leaderboard([pooled], "csv").splitlines()[0].endswith(",mASR↓,RR↓")
+    assert json.loads(write_leaderboard([pooled], "json"))[0]["masr_definition"] == "pooled"
+    assert "pooled" not in write_leaderboard([_row()], "md")

@@ -11,6 +11,13 @@ from holisafe_bench.paths import DEFAULT_RESULTS_ROOT, ResultsLayout
 ResultsOption = typer.Option(
     DEFAULT_RESULTS_ROOT, "--results", help="Results root folder.", show_default=True
 )
+DecimalsOption = typer.Option(
+    1,
+    "--decimals",
+    min=0,
+    max=6,
+    help="Decimals of each percentage: 1 as in the paper, 2 for the June 2025 tables.",
+)
 DatasetOption = typer.Option(
     None,
     "--dataset",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from holisafe_bench.cli.common import ResultsOption, check_level, layout, split_csv
+from holisafe_bench.cli.common import DecimalsOption, ResultsOption, check_level, layout, split_csv
 
 GUARD_SCORE_HELP = (
     "Classification metrics of guard verdicts (holisafe-bench guard), unsafe as the positive "
@@ -56,7 +56,7 @@ def guard_score_cmd(
         None, "--guard", "-g", help="Guards to score (default: every guard with verdicts)."
     ),
     protocol: str = typer.Option("image", "--protocol", help="image or input."),
-    decimals: int = typer.Option(1, "--decimals"),
+    decimals: int = DecimalsOption,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable, with every detail."),
     ci: float = typer.Option(
         None, "--ci", help="Bootstrap intervals at this level (e.g. 0.95), stratified by type."

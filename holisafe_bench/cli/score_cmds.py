@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from holisafe_bench.cli.common import (
+    DecimalsOption,
     ResultsOption,
     check_level,
     layout,
@@ -43,7 +44,7 @@ def score_cmd(
     models: list[str] = typer.Option(None, "--model", "-m", help="Default: every judged model."),
     judge: str = typer.Option("string-match", "--judge", "-j"),
     pooled: bool = typer.Option(False, "--pooled", help="Pooled mASR (labelled; not default)."),
-    decimals: int = typer.Option(1, "--decimals"),
+    decimals: int = DecimalsOption,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ci: float = typer.Option(
         None, "--ci", help="Bootstrap intervals at this level (e.g. 0.95), stratified by type."
@@ -194,7 +195,7 @@ def leaderboard_cmd(
     pooled: bool = typer.Option(
         False, "--pooled", help="Pooled mASR, as in the June 2025 tables (labelled option)."
     ),
-    decimals: int = typer.Option(1, "--decimals", help="1 as in the paper; 2 for June 2025."),
+    decimals: int = DecimalsOption,
     double_round: bool = typer.Option(
         False,
         "--double-round",
@@ -245,6 +246,13 @@ def leaderboard_cmd(
         raise HolisafeError(nothing_judged(results, judge))
     for note in skipped_notes(rows):
         typer.echo(note, err=True)
+    if pooled:
+        typer.echo(
+            "mASR is pooled over all unsafe samples (--pooled, the June 2025 definition), "
+            "not the mean of the four ASRs"
+            + ("; the reference table's mASR may be the macro one" if compare else ""),
+            err=True,
+        )
     if compare is not None:
         reference = read_leaderboard_csv(compare)
         text = write_comparison(rows, reference, fmt, decimals, double_round)

@@ -61,12 +61,24 @@ def markdown_text(header: list[str], rows: list[list[str]], left_columns: int = 
     return "\n".join(lines) + "\n"
 
 
+def is_pooled(rows: list[LeaderboardRow]) -> bool:
+    return any(row.card.pooled for row in rows)
+
+
+def _columns(rows: list[LeaderboardRow]) -> list[str]:
+    """The paper's header; with pooled mASR its column says so (md, html)."""
+    masr = "mASR (pooled)↓" if is_pooled(rows) else "mASR↓"
+    return [masr if c == "mASR↓" else c for c in LEADERBOARD_COLUMNS]
+
+
 def to_csv(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
+    # The paper's header as it is, pooled or not: the June 2025 tables are pooled under it
+    # (the CLI says which definition it wrote).
     return csv_text(list(LEADERBOARD_COLUMNS), table_cells(rows, decimals, double_round))
 
 
 def to_markdown(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
-    return markdown_text(list(LEADERBOARD_COLUMNS), table_cells(rows, decimals, double_round))
+    return markdown_text(_columns(rows), table_cells(rows, decimals, double_round))
 
 
 def to_json(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
@@ -151,11 +163,14 @@ def _latex_cells(row: LeaderboardRow, places: list[int | None], decimals, double
 def to_latex(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
     ranks = _ranks(rows)
     width = len(LEADERBOARD_COLUMNS)
+    header = list(_LATEX_HEADER)
+    if is_pooled(rows):
+        header[header.index(r"mASR$\downarrow$")] = r"mASR (pooled)$\downarrow$"
     lines = [
         r"% requires \usepackage{booktabs}",
         r"\begin{tabular}{l" + "r" * (width - 1) + "}",
         r"\toprule",
-        " & ".join(_LATEX_HEADER) + r" \\",
+        " & ".join(header) + r" \\",
         r"\midrule",
     ]
     group = None
@@ -201,7 +216,7 @@ def sortable_table(
             for rate in row.rates()
         ]
         out.append({"group": row.group, "name": row.display_name, "cells": cells})
-    return SortableTable(table_id, ["Group", *LEADERBOARD_COLUMNS], out)
+    return SortableTable(table_id, ["Group", *_columns(rows)], out)
 
 
 def to_html(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
