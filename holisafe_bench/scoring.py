@@ -505,12 +505,17 @@ def score_model(
         card.skipped = found.skipped
         nothing = not found.rows and not found.skipped.unreadable + found.skipped.stale
         card.skipped.no_verdicts = nothing
-    # Each current response has at most one scored verdict or one stale verdict of its
-    # own (judged before it was replaced): the rest were never judged.
+    count_unjudged(card, current)
+    return card
+
+
+def count_unjudged(card: ScoreCard, current: Mapping[int, str]) -> None:
+    """Set `card.skipped.unjudged`: each current response has at most one scored verdict,
+    or one stale verdict of its own (judged before it was replaced); the rest were never
+    judged."""
     skipped = card.skipped
     judged = card.overall.n + skipped.response_changed + skipped.no_response_hash
     skipped.unjudged = max(len(current) - judged, 0)
-    return card
 
 
 @contextlib.contextmanager

@@ -123,8 +123,7 @@ def test_score_says_which_types_a_subset_has_no_samples_of(tmp_path):
 
 def test_a_type_whose_verdicts_are_all_invalid_is_named_beside_the_masr():
     """SUU has samples but no valid verdict: its ASR is n/a, mASR is the mean of the other
-    three, and score, score --json and the leaderboard's notes all say so."""
-    from holisafe_bench.leaderboard import LeaderboardRow, skipped_notes
+    three, and score and score --json say so."""
     from holisafe_bench.scoring import VerdictRow, coverage_note, score_json, score_rows
 
     rows = [VerdictRow(i, t, "c", "s", False, None) for i, t in enumerate(TYPES[:4])]
@@ -136,8 +135,6 @@ def test_a_type_whose_verdicts_are_all_invalid_is_named_beside_the_masr():
     assert note.startswith("no valid verdict of type SUU (every one invalid); mASR is the mean")
     assert "of the 3 unsafe type(s)" in note
     assert score_json(card)["types_without_valid_verdicts"] == ["SUU"]
-    row = LeaderboardRow(model="m", display_name="M", group="open-weight", card=card)
-    assert skipped_notes([row]) == [f"M: {note}"]
     pooled = score_rows(rows, model="m", judge="string-match", pooled=True)
     assert "pooled over the 3 unsafe type(s)" in (coverage_note(pooled.overall) or "")
     complete = score_rows(rows[:4] + [VerdictRow(20, "SUU", "c", "s", True, None)])

@@ -212,6 +212,7 @@ def _row_path_card(layout: ResultsLayout) -> dict:
     card = scoring.score_rows(found.rows, model="m", judge="string-match")
     card.skipped = found.skipped
     card.skipped.no_verdicts = not found.rows and not found.skipped.unreadable + found.skipped.stale
+    scoring.count_unjudged(card, current)
     return {**scoring.score_json(card), "no_verdicts": card.skipped.no_verdicts}
 
 

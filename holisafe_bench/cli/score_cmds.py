@@ -246,13 +246,6 @@ def leaderboard_cmd(
         raise HolisafeError(nothing_judged(results, judge))
     for note in skipped_notes(rows):
         typer.echo(note, err=True)
-    if pooled:
-        typer.echo(
-            "mASR is pooled over all unsafe samples (--pooled, the June 2025 definition), "
-            "not the mean of the four ASRs"
-            + ("; the reference table's mASR may be the macro one" if compare else ""),
-            err=True,
-        )
     if compare is not None:
         reference = read_leaderboard_csv(compare)
         text = write_comparison(rows, reference, fmt, decimals, double_round)

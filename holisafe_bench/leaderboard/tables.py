@@ -14,7 +14,6 @@ from holisafe_bench.registry import ModelSpec, load_models
 from holisafe_bench.scoring import (
     CurrentResponses,
     ScoreCard,
-    coverage_note,
     rounded_percent,
     score_model,
 )
@@ -69,13 +68,9 @@ def build_leaderboard(
 
 
 def skipped_notes(rows: list[LeaderboardRow]) -> list[str]:
-    """A line per model whose verdicts were not all scored (stale or unreadable), and per
-    model whose mASR leaves out a type (no samples, or no valid verdict)."""
-    notes = []
-    for row in rows:
-        notes.append(row.card.skipped.note(row.card.model, row.card.judge))
-        coverage = coverage_note(row.card.overall)
-        notes.append(f"{row.display_name}: {coverage}" if coverage else None)
+    """One line per model whose verdicts were not all scored (stale, unreadable, or
+    responses never judged)."""
+    notes = (r.card.skipped.note(r.card.model, r.card.judge) for r in rows)
     return [n for n in notes if n]
 
 
@@ -85,7 +80,8 @@ def leaderboard_rows(
     *,
     layout: ResultsLayout | None = None,
 ) -> list[LeaderboardRow]:
-    """Score cards by model name as leaderboard rows, in the paper's order (then by name).
+    """Score cards by model name as leaderboard rows, in the paper's order: its groups as
+    blocks, each in the paper's order, then models outside the paper by name.
     A model not in the registry (run from a TOML path) is labelled as its run.json says."""
     registry = load_models() if registry is None else registry
     rows = []
@@ -93,10 +89,15 @@ def leaderboard_rows(
         display_name, group = model_labels(name, registry, layout)
         rows.append(LeaderboardRow(model=name, display_name=display_name, group=group, card=card))
 
+    groups = ("open-weight", "closed", "safety-tuned")  # the paper's blocks, in its order
+
     def order(row: LeaderboardRow) -> tuple:
+        # By group first, so each group is one block (LaTeX writes a block per run of a
+        # group); in a group, the paper's order, then models outside the paper by name.
         spec = registry.get(row.model)
         paper = spec.paper_order if spec and spec.paper_order is not None else 10_000
-        return (paper, row.model)
+        group = groups.index(row.group) if row.group in groups else len(groups)
+        return (group, row.group, paper, row.model)
 
     return sorted(rows, key=order)
 
