@@ -139,3 +139,19 @@ def test_a_type_whose_verdicts_are_all_invalid_is_named_beside_the_masr():
     assert "pooled over the 3 unsafe type(s)" in (coverage_note(pooled.overall) or "")
     complete = score_rows(rows[:4] + [VerdictRow(20, "SUU", "c", "s", True, None)])
     assert coverage_note(complete.overall) is None
+
+
+def test_the_category_table_shows_subcategories_the_taxonomy_does_not_name():
+    from rich.console import Console
+
+    from holisafe_bench.cli.score_cmds import _category_table
+    from holisafe_bench.scoring import VerdictRow, score_rows
+
+    rows = [VerdictRow(i, "SSU", "violence", "mystery_sub", False, None) for i in range(5)]
+    rows += [VerdictRow(10, "SSU", "violence", "weapon_related_violence", True, None)]
+    console = Console(width=200, record=True)
+    console.print(_category_table(score_rows(rows), 1))
+    text = console.export_text()
+    assert "weapon_related_violence" in text
+    line = next(x for x in text.splitlines() if "mystery_sub" in x)
+    assert "(not in the taxonomy)" in line and " 5 " in line and "100.0" in line

@@ -156,11 +156,17 @@ def _category_table(card, decimals: int):
     cats = Table(title="per category / subcategory")
     for col in ("category", "subcategory", "n", "mASR %", "RR %"):
         cats.add_column(col)
+    listed: set[str] = set()
     for cat, g in card.per_category.items():
         cats.add_row(cat, "(all)", *rates(g))
         for sub, sg in card.per_subcategory.items():
             if sub in _subs_of(cat):
                 cats.add_row("", sub, *rates(sg))
+                listed.add(sub)
+    # Subcategories the taxonomy does not name (a dataset read with --lenient) still show.
+    for sub, sg in card.per_subcategory.items():
+        if sub not in listed:
+            cats.add_row("(not in the taxonomy)", sub, *rates(sg))
     return cats
 
 
