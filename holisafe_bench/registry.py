@@ -226,7 +226,8 @@ def load_judges() -> dict[str, JudgeSpec]:
 
 def _resolve(name_or_path: str, folder: str, spec_type: type[BaseModel], kind: str) -> Any:
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    # A file only: a folder named like a model (a results folder's own) is not a spec.
+    if path.suffix == ".toml" or path.is_file():
         return _load_spec(path, spec_type)
     specs = _load_all(folder, spec_type)
     if name_or_path not in specs:

@@ -30,7 +30,7 @@ DatasetOption = typer.Option(
 )
 
 # The sample selection of the stages that send samples (run, guard).
-LimitOption = typer.Option(None, "--limit", help="Only the first N samples (after filters).")
+LimitOption = typer.Option(None, "--limit", min=1, help="Only the first N samples (after filters).")
 TypesOption = typer.Option(
     None, "--types", help="Type codes to keep, e.g. SSU,UUU (repeat or comma-separate)."
 )

@@ -22,7 +22,7 @@ def demo_cmd(
     out: Path = typer.Option(
         Path("results/demo"), "--results", help="Results root the demo writes."
     ),
-    limit: int = typer.Option(None, "--limit", help="Only the first N samples."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
 ) -> None:
     from holisafe_bench.demo import run_demo
 

@@ -37,7 +37,9 @@ def choose_template(options: JudgeOptions, judge: JudgeSpec, cache_dir: Path) ->
         raise HolisafeError("give either --prompt-file or --prompt-from, not both")
     if options.prompt_from:
         return template_from_script(options.prompt_from, cache_dir)
-    return load_template(options.prompt_file or judge.prompt_template or "default.txt")
+    if options.prompt_file:
+        return load_template(options.prompt_file, user_file=True)
+    return load_template(judge.prompt_template or "default.txt")
 
 
 def template_from_script(path_or_url: str, cache_dir: Path) -> PromptTemplate:

@@ -97,11 +97,14 @@ def checked_template(
     return PromptTemplate(text, source, format_style, dict(provenance or {}))
 
 
-def load_template(name_or_path: str | Path) -> PromptTemplate:
-    """A built-in template (file name under judges/templates/) or any file path."""
+def load_template(name_or_path: str | Path, *, user_file: bool = False) -> PromptTemplate:
+    """A judge's declared template: a file name under judges/templates/ first (a file of
+    that name in the working directory must not replace it), else a path. `user_file`: the
+    path a user passed (--prompt-file), read as given."""
     path = Path(name_or_path)
-    if not path.exists():
-        path = registry_dir("judges") / "templates" / str(name_or_path)
+    builtin = registry_dir("judges") / "templates" / str(name_or_path)
+    if not user_file and builtin.is_file():
+        path = builtin
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
