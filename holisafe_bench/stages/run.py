@@ -198,7 +198,7 @@ def plan_run(
     sampling = resolve_sampling(spec, options)
     previous = None if options.overwrite else previous_manifest(manifest_path, RunManifest)
     _check_manifest_compatible(previous, manifest_path, spec, sampling)
-    done = set() if options.overwrite else _complete_ids(responses_path)
+    done = set() if options.overwrite else _complete_ids(responses_path, samples)
     todo = [s for s in samples if s.id not in done]
     return RunPlan(spec, options, samples, todo, responses_path, manifest_path, sampling, previous)
 
@@ -307,11 +307,29 @@ def stored_outcomes(responses_path: Path) -> dict[int, str]:
     return {sample_id: row["outcome"] for sample_id, row in rows.items()}
 
 
-def _complete_ids(responses_path: Path) -> set[int]:
-    """Samples a resumed run need not redo."""
-    return {
-        i for i, outcome in stored_outcomes(responses_path).items() if outcome_is_complete(outcome)
-    }
+def _complete_ids(responses_path: Path, samples: list[Sample]) -> set[int]:
+    """Samples a resumed run need not redo. A stored response whose sample id names
+    another type, category or subcategory in this dataset answered another dataset's
+    sample: resuming would mix two benchmarks in one file, so that is refused."""
+    rows = RecordStore(responses_path, ResponseRecord).read_dicts(plain_response, plain_responses)
+    by_id = {s.id: s for s in samples}
+    mixed = [
+        (row, by_id[i])
+        for i, row in rows.items()
+        if i in by_id
+        and (row["type"], row["category"], row["subcategory"])
+        != (by_id[i].type, by_id[i].category, by_id[i].subcategory)
+    ]
+    if mixed:
+        row, sample = mixed[0]
+        raise HolisafeError(
+            f"{responses_path}: {len(mixed)} stored response(s) answered other samples than "
+            f"this dataset's of the same id (sample {sample.id}: stored {row['type']} "
+            f"{row['category']}/{row['subcategory']}, dataset {sample.type} "
+            f"{sample.category}/{sample.subcategory}), so they come from another dataset; "
+            "use --overwrite to start over or --results for a separate results folder"
+        )
+    return {i for i, row in rows.items() if outcome_is_complete(row["outcome"])}
 
 
 def _finish_manifest(
