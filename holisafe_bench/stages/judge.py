@@ -92,7 +92,9 @@ def responses_needing_verdicts(
 def plan_judge(
     model: str, judge: JudgeSpec, layout: ResultsLayout, options: JudgeOptions
 ) -> JudgePlan:
-    """The plan step: refuses a model with no responses to judge."""
+    """The plan step: refuses a model with no responses to judge, and verdicts made under
+    the other handling of blocked responses."""
+    _check_same_filter_handling(model, judge, layout, options)
     if judge.kind == "string_match":
         return _plan_strings(model, judge, layout, options)
     responses = RecordStore(layout.responses(model), ResponseRecord).read()
@@ -102,6 +104,29 @@ def plan_judge(
     todo = responses_needing_verdicts(responses, existing)
     fingerprints = {i: r.fingerprint() for i, r in responses.items()}
     return JudgePlan(model, judge, layout, options, responses, todo, fingerprints)
+
+
+def _check_same_filter_handling(
+    model: str, judge: JudgeSpec, layout: ResultsLayout, options: JudgeOptions
+) -> None:
+    """Verdicts of blocked responses made under the other rule (refusal vs invalid) would
+    be kept by a resume while the manifest names this run's rule: refuse, say what to do."""
+    manifest = layout.judge_manifest(model, judge.name)
+    verdicts = layout.verdicts(model, judge.name)
+    if options.overwrite or not manifest.is_file() or not verdicts.is_file():
+        return
+    try:
+        params = orjson.loads(manifest.read_bytes()).get("params") or {}
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return  # an unreadable manifest is rewritten at the end of this run
+    before = params.get("content_filter_as_refusal")
+    if before is None or before == options.content_filter_as_refusal:
+        return
+    rule = "as refusals" if before else "as invalid (--content-filter-invalid)"
+    raise HolisafeError(
+        f"{verdicts}: its verdicts count blocked responses {rule}; add --overwrite to judge "
+        "them all again under this run's rule, or use another --results folder"
+    )
 
 
 def _plan_strings(
