@@ -91,6 +91,28 @@ def main() -> None:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: records written so far are kept; re-run to resume", file=sys.stderr)
+    except KeyboardInterrupt:  # outside typer's own handling (at import, say)
+        _say_interrupted()
         sys.exit(130)
+    except SystemExit as exc:
+        # Typer turns Ctrl-C into a silent exit 130: say what the user has.
+        if exc.code == 130 and _from_interrupt(exc):
+            _say_interrupted()
+        raise
+
+
+def _say_interrupted() -> None:
+    print(
+        "interrupted: every record written so far is kept; run the same command again to "
+        "resume where it stopped",
+        file=sys.stderr,
+    )
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -246,21 +246,37 @@ def execute_run(
         manifest.provider_details = provider.describe()
         manifest.chat_template_hash = manifest.provider_details.get("chat_template_hash")
         write_json_atomic(plan.manifest_path, manifest.model_dump(mode="json"))
-        write_all(
-            plan.responses_path,
-            ResponseRecord,
-            lambda record: _answer(provider, plan, bench, record),
-            overwrite=plan.options.overwrite,
-            provider=provider,
-            summary=summary,
-            manifest=manifest,
-            invocation=invocation,
-            on_record=on_record,
-        )
+        try:
+            write_all(
+                plan.responses_path,
+                ResponseRecord,
+                lambda record: _answer(provider, plan, bench, record),
+                overwrite=plan.options.overwrite,
+                provider=provider,
+                summary=summary,
+                manifest=manifest,
+                invocation=invocation,
+                on_record=on_record,
+            )
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: the records written stay, and so do the
+            # counts and tokens of this invocation in the manifest.
+            _close_manifest(plan, manifest, invocation, summary, started)
+            raise
+    _close_manifest(plan, manifest, invocation, summary, started)
+    return summary
+
+
+def _close_manifest(
+    plan: RunPlan,
+    manifest: RunManifest,
+    invocation: Invocation,
+    summary: RunSummary,
+    started: float,
+) -> None:
     _finish_manifest(plan, manifest, invocation, summary)
     summary.elapsed_s = invocation.elapsed_s = round(time.monotonic() - started, 3)
     write_json_atomic(plan.manifest_path, manifest.model_dump(mode="json"))
-    return summary
 
 
 def _new_manifest(plan: RunPlan, bench: Benchmark) -> RunManifest:

@@ -1,0 +1,58 @@
+"""Ctrl-C on `run` through the real CLI: exit 130 with a line saying the records are kept
+and how to resume, and run.json counting this invocation's records and tokens."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from holisafe_bench.testing.fake_vendors import openai_server
+
+
+def test_ctrl_c_keeps_the_records_and_their_tokens_in_the_manifest(tmp_path):
+    server = openai_server(latency=0.3).start()
+    results = tmp_path / "results"
+    responses = results / "gpt-4o" / "responses.jsonl"
+    try:
+        cmd = [
+            sys.executable, "-m", "holisafe_bench", "run", "-m", "gpt-4o", "-d", "sample",
+            "--results", str(results), "--base-url", f"{server.base_url}/v1",
+            "--concurrency", "2",
+        ]  # fmt: skip
+        env = {**os.environ, "OPENAI_API_KEY": "sk-test-ctrl-c"}
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # As a terminal delivers it: SIGINT at its default, even under a shell that
+            # started this test in the background with SIGINT ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if responses.exists() and len(responses.read_bytes().splitlines()) >= 4:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        server.stop()
+    assert proc.returncode == 130
+    assert "interrupted: every record written so far is kept" in err
+    assert "Traceback" not in err
+    records = [json.loads(line) for line in responses.read_text().splitlines()]
+    assert 4 <= len(records) < 95 and all(r["outcome"] == "ok" for r in records)
+    manifest = json.loads((results / "gpt-4o" / "run.json").read_text())
+    tokens = {
+        key: sum(r["usage"][key] for r in records) for key in ("input_tokens", "output_tokens")
+    }
+    assert manifest["usage"] == tokens and tokens["input_tokens"] > 0
+    (invocation,) = manifest["invocations"]
+    assert invocation["outcomes"] == {"ok": len(records)}
+    assert invocation["finished_at"] is not None
