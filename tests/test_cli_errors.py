@@ -248,3 +248,30 @@ def test_a_bad_selection_is_one_line_naming_the_option(tmp_path, command, option
     args = [model if part == "kw-file" else part for part in command]
     res = cli(*map(str, args), "-d", "sample", "--results", str(tmp_path / "r"), *option)
     one_line_error(res, *fragments)
+
+
+def test_an_output_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_path):
+    """-o naming a folder: the path and the reason, no traceback (through the real entry
+    point, which turns OSError into the one-line error)."""
+    import subprocess
+    import sys
+
+    results = tmp_path / "r"
+    model = tmp_path / "kw.toml"
+    model.write_text(
+        'name = "kw"\ndisplay_name = "KW"\ngroup = "open-weight"\nprovider = "baseline"\n'
+        'checkpoint = "baseline-keyword"\ncheckpoint_note = "test"\n'
+    )
+    base = [sys.executable, "-m", "holisafe_bench"]
+    for args in (
+        ["run", "--model", str(model), "-d", "sample", "--limit", "5"],
+        ["judge", "--judge", "string-match", "--all"],
+    ):
+        subprocess.run([*base, *args, "--results", str(results)], check=True, capture_output=True)
+    res = subprocess.run(
+        [*base, "leaderboard", "--results", str(results), "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: Is a directory: {tmp_path}"

@@ -125,3 +125,13 @@ def test_hub_without_network_or_cache_says_what_to_do(tmp_path, monkeypatch):
         load_benchmark("hub")
     message = str(err.value)
     assert "HF_TOKEN" in message and "--dataset" in message
+
+
+def test_ids_not_in_the_dataset_are_an_error_not_a_silent_drop(layouts):
+    bench = load_benchmark(layouts["json"])
+    known = bench.samples[0].id
+    with pytest.raises(HolisafeError, match=r"--ids: 2 id\(s\) not in the dataset's valid rows"):
+        select(bench.samples, ids=[known, 999_999, 888_888])
+    # An id that another filter leaves out is known: it is just not selected.
+    other_type = next(s for s in bench.samples if s.type != bench.samples[0].type)
+    assert select(bench.samples, ids=[other_type.id], types=[bench.samples[0].type]) == []

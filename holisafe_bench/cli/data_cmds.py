@@ -92,6 +92,9 @@ def download_cmd(
     typer.echo(f"{HUB_DATASET_ID} revision {rev} is in {folder}")
 
 
+SYNTH_LAYOUTS = ("json", "jsonl", "parquet")
+
+
 def synth_cmd(
     out: Path = typer.Argument(..., help="Folder to write into."),
     per_cell: int = typer.Option(1, "--per-cell", help="Rows per (type, subcategory) cell."),
@@ -101,7 +104,10 @@ def synth_cmd(
     bad_rows: bool = typer.Option(False, "--bad-rows", help="Plant one bad row of each kind."),
 ) -> None:
     from holisafe_bench.dataset.synthetic import write_synthetic
+    from holisafe_bench.errors import HolisafeError
 
+    if layout not in SYNTH_LAYOUTS:
+        raise HolisafeError(f"--layout {layout!r}: choose one of {', '.join(SYNTH_LAYOUTS)}")
     target = write_synthetic(
         out, per_cell=per_cell, n_rows=rows, layout=layout, seed=seed, bad_rows=bad_rows
     )

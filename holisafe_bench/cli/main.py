@@ -91,6 +91,12 @@ def main() -> None:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # a file that cannot be written or read (a folder, no space, ...)
+        if os.environ.get("HOLISAFE_VERBOSE"):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:  # outside typer's own handling (at import, say)
         _say_interrupted()
         sys.exit(130)

@@ -21,6 +21,15 @@ def select(
     seed: int = 0,
 ) -> list[Sample]:
     chosen = sorted(samples, key=lambda s: s.id)
+    if ids:
+        missing = set(ids) - {s.id for s in chosen}
+        if missing:
+            shown = ", ".join(map(str, sorted(missing)[:10]))
+            shown += ", ..." if len(missing) > 10 else ""
+            raise HolisafeError(
+                f"--ids: {len(missing)} id(s) not in the dataset's valid rows ({shown}); "
+                "`holisafe-bench data verify` lists the rows it could not read"
+            )
     if types:
         wanted = {t.upper() for t in types}
         unknown = wanted - set(TYPES)
