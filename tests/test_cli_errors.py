@@ -275,3 +275,19 @@ def test_an_output_file_that_cannot_be_written_is_one_line_and_exit_2(tmp_path):
     )
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: Is a directory: {tmp_path}"
+
+
+def test_llm_only_flags_given_to_string_matching_are_refused(tmp_path):
+    """--dry-run with string matching used to judge for real, silently."""
+    from typer.testing import CliRunner
+
+    from holisafe_bench.cli.main import app
+    from holisafe_bench.errors import HolisafeError
+
+    results = tmp_path / "r"
+    for flags in (["--dry-run"], ["--max-cost", "1"], ["--batch"], ["--strict-labels"]):
+        args = ["judge", "--judge", "string-match", "--all", "--results", str(results), *flags]
+        res = CliRunner().invoke(app, args)
+        assert isinstance(res.exception, HolisafeError), res.output
+        assert f"{flags[0]}: only for LLM judges" in str(res.exception)
+    assert not results.exists()  # nothing judged, nothing written

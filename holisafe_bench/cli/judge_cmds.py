@@ -122,7 +122,38 @@ def judge_cmd(
     )
     if spec.kind == "llm":
         _check_prompt(options, spec, results)
+    else:
+        _refuse_llm_only_options(spec.name, options)
     _judge_each(names, spec, results, options)
+
+
+# JudgeOptions fields that only an LLM judge uses, by flag (their unset values are falsy).
+LLM_ONLY_FLAGS = {
+    "--dry-run": "dry_run",
+    "--batch": "batch",
+    "--batch-no-wait": "batch_no_wait",
+    "--max-cost": "max_cost",
+    "--prompt-file": "prompt_file",
+    "--prompt-from": "prompt_from",
+    "--strict-labels": "strict_labels",
+    "--base-url": "base_url",
+    "--judge-model-id": "model_id",
+    "--rpm": "requests_per_minute",
+    "--tpm": "tokens_per_minute",
+}
+
+
+def _refuse_llm_only_options(judge: str, options) -> None:
+    """String matching makes no call: an LLM flag given to it would be silently ignored
+    (--dry-run would even judge for real), so it is an error."""
+    from holisafe_bench.errors import HolisafeError
+
+    given = [flag for flag, field in LLM_ONLY_FLAGS.items() if getattr(options, field)]
+    if given:
+        raise HolisafeError(
+            f"{', '.join(given)}: only for LLM judges; {judge} reads the responses locally "
+            "and calls nothing (drop the option, or pick an LLM judge: holisafe-bench judges)"
+        )
 
 
 def _models_to_judge(results, names: list[str] | None, all_models: bool) -> list[str]:
