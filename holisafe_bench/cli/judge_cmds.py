@@ -99,7 +99,6 @@ def judge_cmd(
 
     results = layout(out)
     spec = get_judge(judge)
-    names = _models_to_judge(results, split_csv(models), all_models)
     options = JudgeOptions(
         overwrite=overwrite,
         content_filter_as_refusal=content_filter_as_refusal,
@@ -120,10 +119,11 @@ def judge_cmd(
         tokens_per_minute=tpm,
         dataset=dataset,
     )
+    if spec.kind != "llm":
+        _refuse_llm_only_options(spec.name, options)
+    names = _models_to_judge(results, split_csv(models), all_models)
     if spec.kind == "llm":
         _check_prompt(options, spec, results)
-    else:
-        _refuse_llm_only_options(spec.name, options)
     _judge_each(names, spec, results, options)
 
 
