@@ -90,7 +90,11 @@ def judge_cmd(
     rpm: float = typer.Option(None, "--rpm", help="[LLM] requests per minute limit."),
     tpm: float = typer.Option(None, "--tpm", help="[LLM] tokens per minute limit."),
     dataset: str = typer.Option(
-        None, "--dataset", "-d", help="[LLM] benchmark source for the images (default: hub)."
+        None,
+        "--dataset",
+        "-d",
+        help="[LLM] benchmark source for the queries and images (default: the dataset the "
+        "run recorded in run.json, said when used).",
     ),
 ) -> None:
     # Long: only in its signature (one typer option per flag); the work is in the helpers.
