@@ -240,3 +240,23 @@ def test_blocked_model_responses_are_refusals_without_a_judge_call(kw_run, tmp_p
         assert all(v["follows"] == (v["type"] != "SSS") for v in blocked)
     finally:
         server.stop()
+
+
+def test_max_cost_counts_the_calls_made_not_the_calls_planned(kw_run):
+    """Stopped by --max-cost, the summary, the stop line and the manifest count the calls
+    that were made (each fake call costs $0.0000975: 11 input and 7 output tokens at
+    gpt-4o's prices), and every verdict written is one of them."""
+    data, out = kw_run
+    server = openai_server(reply=lambda text: "<label>False</label>", latency=0.05).start()
+    try:
+        res = _judge(out, data, server.base_url, "--concurrency", "4", "--max-cost", "0.001")
+        assert res.exit_code == 0, res.output
+        made = server.count()
+        assert 11 <= made < 95  # 11 calls reach $0.001; up to 3 more were in flight
+        assert f"{made} judged now" in res.output
+        assert f"{95 - made} call(s) not made" in " ".join(res.output.split())
+        manifest = json.loads((out / "kw" / "verdicts" / "gpt4o.json").read_text())
+        assert manifest["calls"] == made and len(_verdicts(out)) == made
+        assert manifest["cost_usd"] == pytest.approx(made * 0.0000975)
+    finally:
+        server.stop()

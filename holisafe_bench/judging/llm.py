@@ -312,7 +312,9 @@ class _Calls:
 
 def _judge_pending(calls: _Calls, summary: JudgeSummary, layout: ResultsLayout, model: str) -> None:
     if not calls.options.batch:
-        summary.cost_usd = _call_judge(calls)
+        summary.cost_usd, made = _call_judge(calls)
+        summary.left_undone = len(calls.pending) - made
+        summary.manifest_extra["calls"] = made
         return
     outcome = _batch_judge(calls, layout, model)
     summary.cost_usd = outcome.spent_usd
@@ -349,8 +351,10 @@ def _batch_judge(calls: _Calls, layout: ResultsLayout, model: str) -> BatchOutco
     ).run()
 
 
-def _call_judge(calls: _Calls) -> float:
-    """Live calls through the shared provider layer; stops cleanly at --max-cost."""
+def _call_judge(calls: _Calls) -> tuple[float, int]:
+    """Live calls through the shared provider layer: (USD spent, calls made). With
+    --max-cost, no call starts once the calls returned have cost the limit; the calls
+    then in flight (up to --concurrency) still finish and are paid for."""
     from holisafe_bench.providers.factory import create_chat_provider
     from holisafe_bench.providers.process_runner import send_all
 
@@ -359,6 +363,7 @@ def _call_judge(calls: _Calls) -> float:
     provider = create_chat_provider(judge.provider, calls.model_id, api=api)
     by_id = {p.request_id: p for p in pending}
     spent = 0.0
+    done = 0
     stopped = False
 
     def requests():
@@ -374,9 +379,10 @@ def _call_judge(calls: _Calls) -> float:
     ) as progress:
 
         def on_result(result: ChatResult) -> None:
-            nonlocal spent
+            nonlocal spent, done
             cost = cost_usd(judge, result.usage)
             spent += cost
+            done += 1
             call = by_id[result.id]
             record_verdict(call, judge, result, cost, calls.writer, calls.cache, progress)
 
@@ -393,6 +399,7 @@ def _call_judge(calls: _Calls) -> float:
     if stopped:
         calls.console.print(
             f"[yellow]--max-cost {options.max_cost} reached after ${spent:.4f}: "
-            "stopped cleanly; re-run to continue[/]"
+            f"stopped cleanly with {len(pending) - done} call(s) not made; re-run to continue[/]"
         )
-    return spent
+    return spent, done
+

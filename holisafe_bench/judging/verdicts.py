@@ -36,6 +36,7 @@ class JudgeSummary:
     cost_usd: float = 0.0
     elapsed_s: float = 0.0
     manifest_extra: dict = field(default_factory=dict)
+    left_undone: int = 0  # calls not made because --max-cost was reached
 
 
 @dataclass

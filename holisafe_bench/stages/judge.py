@@ -215,6 +215,7 @@ def execute_judge(plan: JudgePlan) -> JudgeSummary:
             return llm_summary
         summary.cost_usd = llm_summary.cost_usd
         summary.manifest_extra = llm_summary.manifest_extra
+        summary.judged_now -= llm_summary.left_undone  # --max-cost stopped before these
     _finish_manifest(plan, manifest, summary)
     summary.elapsed_s = time.monotonic() - started
     _check_invalid_limit(plan, summary)
