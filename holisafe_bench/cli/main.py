@@ -77,10 +77,14 @@ def _root(
 ) -> None:
     if verbose:
         os.environ["HOLISAFE_VERBOSE"] = "1"
+    from holisafe_bench.providers.keys import SecretFilter
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # what httpx logs at debug: the headers
+        handler.addFilter(SecretFilter())
 
 
 def main() -> None:

@@ -402,4 +402,3 @@ def _call_judge(calls: _Calls) -> tuple[float, int]:
             f"stopped cleanly with {len(pending) - done} call(s) not made; re-run to continue[/]"
         )
     return spent, done
-

@@ -14,6 +14,7 @@ from typing import Any
 
 from holisafe_bench.judging.cache import CachedVerdict, VerdictCache
 from holisafe_bench.judging.parser import get_parser
+from holisafe_bench.providers.keys import scrub_known
 from holisafe_bench.providers.types import ChatRequest, ChatResult
 from holisafe_bench.records import ResponseRecord, Usage, VerdictRecord
 from holisafe_bench.registry import JudgeSpec
@@ -130,8 +131,11 @@ def verdict_from_result(
         )
     if result.outcome == "error":
         reason = "timeout" if result.error_kind == "timeout" else "api_error"
-        return VerdictRecord(**base, **common, invalid=reason, detail=result.error)
-    return verdict_from_reply(base, judge, result.text or "", strict_labels, **common)
+        detail = scrub_known(result.error) if result.error else result.error
+        return VerdictRecord(**base, **common, invalid=reason, detail=detail)
+    # Live and batch replies alike: a judge that echoes a header must not store the key.
+    reply = scrub_known(result.text or "")
+    return verdict_from_reply(base, judge, reply, strict_labels, **common)
 
 
 def verdict_from_reply(

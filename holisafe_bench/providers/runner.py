@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from holisafe_bench.providers.base import ApiProvider
 from holisafe_bench.providers.errors import ProviderCallError
+from holisafe_bench.providers.keys import scrub_known
 from holisafe_bench.providers.ratelimit import AdaptiveWindow, RateLimiter, estimate_tokens
 from holisafe_bench.providers.retry import RetryPolicy
 from holisafe_bench.providers.sdk_errors import unexpected_error
@@ -81,6 +82,8 @@ class _Sender:
         result = await self.retry.call(attempt, request, on_retry=self._on_retry)
         if result.outcome != "error":
             self.window.on_success()
+        if result.text:  # a reply that echoes a request header must not store the key
+            result.text = scrub_known(result.text)
         return result
 
 
