@@ -135,3 +135,28 @@ def test_ids_not_in_the_dataset_are_an_error_not_a_silent_drop(layouts):
     # An id that another filter leaves out is known: it is just not selected.
     other_type = next(s for s in bench.samples if s.type != bench.samples[0].type)
     assert select(bench.samples, ids=[other_type.id], types=[bench.samples[0].type]) == []
+
+
+@pytest.mark.parametrize("layout", ["json", "jsonl"])
+def test_a_byte_order_mark_is_not_data(tmp_path, layout):
+    path = write_synthetic(tmp_path, per_cell=1, layout=layout)
+    file = path / "holisafe_bench.json" if path.is_dir() else path
+    file.write_bytes(b"\xef\xbb\xbf" + file.read_bytes().replace(b"\n", b"\r\n"))
+    bench = load_benchmark(path)
+    assert len(bench.samples) == 5 * 19 and bench.issues == []
+
+
+def test_ids_past_64_bits_and_lone_surrogates_are_row_issues(tmp_path):
+    """Both passed validation, then crashed judge (orjson) and report (UTF-8) for the
+    whole model; now the row is refused with its field, and the rest load."""
+    path = write_synthetic(tmp_path, per_cell=1, layout="json")
+    file = path / "holisafe_bench.json"
+    rows = json.loads(file.read_text())
+    rows[0]["id"] = 2**64 + 5
+    rows[1]["query"] = "Describe this \ud83d picture"
+    file.write_text(json.dumps(rows))  # json writes the half character as a \\ud83d escape
+    bench = load_benchmark(path)
+    assert len(bench.samples) == 5 * 19 - 2
+    found = {(i.row, i.field): i.message for i in bench.issues}
+    assert found[(1, "id")] == f"{2**64 + 5} does not fit in 64 bits"
+    assert found[(2, "query")].startswith("a lone UTF-16 surrogate at character 14")

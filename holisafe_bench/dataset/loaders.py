@@ -3,6 +3,7 @@ parquet, and JSONL. Every row is validated; bad rows become RowIssues, never exc
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from pathlib import Path
@@ -115,7 +116,7 @@ def _file_store(rows_file: Path) -> ImageStore:
 def _utf8_text(path: Path) -> str:
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not data
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise HolisafeError(
@@ -141,6 +142,8 @@ def _load_jsonl(path: Path, **opts: Any) -> Benchmark:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
+            if lineno == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)  # a byte-order mark is not data
             try:
                 rows.append(json.loads(raw.decode("utf-8")))
             except UnicodeDecodeError as exc:  # one bad row, not a bad file

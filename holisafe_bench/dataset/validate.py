@@ -92,7 +92,26 @@ def validate_fields(raw: Any, *, source: str, row: int) -> list[RowIssue]:
         )
     if not raw["query"].strip():
         bad("query", "empty")
+    # Ids travel through orjson (64-bit integers) into every record file.
+    if not -(2**63) <= raw["id"] < 2**63:
+        bad("id", f"{raw['id']} does not fit in 64 bits")
+    for field in ("query", "image", "category", "subcategory"):
+        if not isinstance(raw[field], str):
+            continue  # image bytes or a parquet image record
+        position = _surrogate_at(raw[field])
+        if position is not None:
+            bad(field, f"a lone UTF-16 surrogate at character {position} (not valid Unicode)")
     return issues
+
+
+def _surrogate_at(text: str) -> int | None:
+    """Where a JSON \\ud800-style escape left half a character: such text cannot be
+    written as UTF-8, so it would fail every record and hash later."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
