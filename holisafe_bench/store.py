@@ -197,6 +197,24 @@ class RecordStore(Generic[R]):
                 if not self.path.exists():
                     _remove_debris(lock_path)  # nothing written: leave no trace
 
+    @contextlib.contextmanager
+    def replacing(self) -> Iterator[RecordWriter[R]]:
+        """A writer whose records replace the whole file at once when the block ends
+        without an error; a failure or a kill midway leaves the old file as it was."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with _writer_lock(lock_path, self.path):
+            staged = self.path.with_name(f".{self.path.name}.{os.getpid()}.replacing")
+            writer = RecordWriter(staged, fsync_every=1 << 62, fsync_seconds=float("inf"))
+            try:
+                yield writer
+                writer.close()  # flushed and fsynced before it takes the file's place
+                if staged.exists():
+                    os.replace(staged, self.path)
+            finally:
+                writer.close()
+                staged.unlink(missing_ok=True)
+
 
 class RecordWriter(Generic[R]):
     """Appends records to `path`. The file is created by the first record, so a stage that

@@ -106,3 +106,20 @@ def test_lenient_keeps_rows_the_official_script_would_count(tmp_path):
     assert res.exit_code == 0, res.output
     verdicts = (lenient / "m" / "verdicts" / "string-match.jsonl").read_text().splitlines()
     assert len(verdicts) == len(rows) - 1
+
+
+def test_a_prediction_with_a_lone_surrogate_is_a_failed_row_not_a_crash(tmp_path):
+    """It crashed import --overwrite midway, after the old responses were truncated."""
+    data = write_synthetic(tmp_path / "data", per_cell=1)
+    path, rows = _official_file(tmp_path, data)
+    out = tmp_path / "results"
+    args = ["import", str(path), "--model", "m", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    rows[5]["prediction"] = "text \udcff more"
+    path.write_text(json.dumps(rows))  # the half character as a \\udcff escape
+    res = runner.invoke(app, [*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in (out / "m" / "responses.jsonl").read_text().splitlines()]
+    assert len(lines) == len(rows)
+    bad = next(x for x in lines if x["sample_id"] == rows[5]["id"])
+    assert bad["outcome"] == "error" and "lone UTF-16 surrogate" in bad["error"]

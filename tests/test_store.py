@@ -116,3 +116,21 @@ def test_records_refuse_failure_text():
             text="Error: 500",
             error="500",
         )
+
+
+def test_replacing_swaps_the_whole_file_or_leaves_the_old_one(tmp_path):
+    """import --overwrite writes through `replacing`: a failure midway (it once crashed on
+    a record that could not be serialised) must not leave the old responses truncated."""
+    store = RecordStore(tmp_path / "r.jsonl", ResponseRecord)
+    with store.writer() as w:
+        for i in range(5):
+            w.write(_rec(i))
+    with pytest.raises(RuntimeError), store.replacing() as w:
+        w.write(_rec(100))
+        raise RuntimeError("killed midway")
+    assert sorted(store.read()) == [0, 1, 2, 3, 4]
+    with store.replacing() as w:
+        w.write(_rec(100))
+        w.write(_rec(101))
+    assert sorted(store.read()) == [100, 101]
+    assert [p.name for p in tmp_path.iterdir() if "replacing" in p.name] == []

@@ -98,13 +98,13 @@ def validate_fields(raw: Any, *, source: str, row: int) -> list[RowIssue]:
     for field in ("query", "image", "category", "subcategory"):
         if not isinstance(raw[field], str):
             continue  # image bytes or a parquet image record
-        position = _surrogate_at(raw[field])
+        position = surrogate_at(raw[field])
         if position is not None:
             bad(field, f"a lone UTF-16 surrogate at character {position} (not valid Unicode)")
     return issues
 
 
-def _surrogate_at(text: str) -> int | None:
+def surrogate_at(text: str) -> int | None:
     """Where a JSON \\ud800-style escape left half a character: such text cannot be
     written as UTF-8, so it would fail every record and hash later."""
     try:

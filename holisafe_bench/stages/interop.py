@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from holisafe_bench.dataset.validate import RowIssue, validate_fields
+from holisafe_bench.dataset.validate import RowIssue, surrogate_at, validate_fields
 from holisafe_bench.errors import HolisafeError
 from holisafe_bench.paths import ResultsLayout
 from holisafe_bench.records import ImportManifest, ResponseRecord
@@ -128,7 +128,7 @@ def execute_import(
     # Side file and manifest are rewritten with the responses (under their writer lock), so
     # all three describe this import and nothing of what was replaced.
     store = RecordStore(layout.responses(plan.model), ResponseRecord)
-    with store.writer(overwrite=True) as writer:
+    with store.replacing() as writer:  # a crash midway leaves the old responses whole
         for rec in plan.records:
             writer.write(rec)
         _write_lines_atomic(
@@ -217,12 +217,15 @@ def _response(
     }
     prediction = raw.get("prediction")
     if isinstance(prediction, str):
-        return ResponseRecord(**common, outcome="ok", text=prediction)
+        broken = surrogate_at(prediction)
+        if broken is None:
+            return ResponseRecord(**common, outcome="ok", text=prediction)
+        problem = f"a lone UTF-16 surrogate at character {broken} (not valid Unicode)"
+    else:
+        problem = "missing or not a string"
     summary.failed_predictions += 1
-    summary.problems.append(
-        RowIssue(source, row, raw["id"], "prediction", "missing or not a string")
-    )
-    return ResponseRecord(**common, outcome="error", error="prediction missing in file")
+    summary.problems.append(RowIssue(source, row, raw["id"], "prediction", problem))
+    return ResponseRecord(**common, outcome="error", error=f"prediction in file: {problem}")
 
 
 def _require_usable(
