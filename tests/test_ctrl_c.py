@@ -56,3 +56,33 @@ def test_ctrl_c_keeps_the_records_and_their_tokens_in_the_manifest(tmp_path):
     (invocation,) = manifest["invocations"]
     assert invocation["outcomes"] == {"ok": len(records)}
     assert invocation["finished_at"] is not None
+
+
+def test_tokens_of_an_invocation_killed_before_its_manifest_still_count(kw_run):
+    """SIGKILL leaves lines written and no manifest update: the next invocation's totals
+    come from every line of the file (a redone failure's first line included)."""
+    from holisafe_bench.cli.main import app
+
+    data, out = kw_run
+    responses = out / "kw" / "responses.jsonl"
+    lines = [json.loads(x) for x in responses.read_text().splitlines()]
+    # As a killed invocation leaves them: two paid failures, one of them redone later.
+    for record in lines[:2]:
+        record.update(outcome="error", text=None, error="killed", usage={
+            "input_tokens": 100, "output_tokens": 7})  # fmt: skip
+    lines[1]["usage"] = {"input_tokens": 50, "output_tokens": 3}
+    responses.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    from typer.testing import CliRunner
+
+    model = out.parent / "kw.toml"
+    res = CliRunner().invoke(
+        app, ["run", "--model", str(model), "-d", str(data), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    every = [json.loads(x) for x in responses.read_text().splitlines()]
+    assert len(every) == 95 + 2  # the two failures were redone, their lines kept
+    manifest = json.loads((out / "kw" / "run.json").read_text())
+    assert manifest["usage"] == {
+        key: sum(r["usage"][key] for r in every) for key in ("input_tokens", "output_tokens")
+    }
+    assert manifest["usage"]["input_tokens"] >= 150

@@ -26,6 +26,7 @@ from holisafe_bench.records import (
     RunManifest,
     Sample,
     Sampling,
+    Usage,
     outcome_is_complete,
     plain_response,
     utc_now,
@@ -359,6 +360,22 @@ def _finish_manifest(
     manifest.counts["missing"] = sum(1 for s in samples if s.id not in final)
     manifest.finished_at = invocation.finished_at = utc_now()
     invocation.outcomes = dict(summary.outcomes)
+    manifest.usage = _usage_of_every_line(plan.responses_path)
+
+
+def _usage_of_every_line(path: Path) -> Usage:
+    """Tokens of every call the file records, superseded lines (a failure redone) included:
+    an invocation that was killed wrote its lines but never its manifest, so the totals
+    come from the lines, not from the invocations' own counts."""
+    total = [0, 0]
+    for line in RecordStore(path, ResponseRecord).read_json():
+        usage = line.get("usage") if isinstance(line, dict) else None
+        if isinstance(usage, dict):
+            for i, key in enumerate(("input_tokens", "output_tokens")):
+                value = usage.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    total[i] += value
+    return Usage(input_tokens=total[0], output_tokens=total[1])
 
 
 def _continue_history(
