@@ -88,7 +88,11 @@ def plan_guard(
     prompt = guard_prompt(spec, protocol)
     verdicts_path = layout.guard_verdicts(spec.name, protocol)
     manifest_path = layout.guard_manifest(spec.name, protocol)
-    previous = None if options.overwrite else previous_manifest(manifest_path, GuardManifest)
+    previous = (
+        None
+        if options.overwrite
+        else previous_manifest(manifest_path, GuardManifest, verdicts_path)
+    )
     _check_compatible(previous, manifest_path, spec, model, prompt)
     store = RecordStore(verdicts_path, GuardRecord)
     done = set() if options.overwrite else store.done_keys(lambda r: r.is_complete)

@@ -197,7 +197,9 @@ def plan_run(
         samples = options.shard.select(samples)
     responses_path, manifest_path = output_paths(layout, spec.name, options.shard)
     sampling = resolve_sampling(spec, options)
-    previous = None if options.overwrite else previous_manifest(manifest_path, RunManifest)
+    previous = (
+        None if options.overwrite else previous_manifest(manifest_path, RunManifest, responses_path)
+    )
     _check_manifest_compatible(previous, manifest_path, spec, sampling)
     done = set() if options.overwrite else _complete_ids(responses_path, samples)
     todo = [s for s in samples if s.id not in done]

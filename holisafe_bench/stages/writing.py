@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from holisafe_bench.errors import HolisafeError
 from holisafe_bench.providers.base import Provider
 from holisafe_bench.records import Invocation, Usage
 from holisafe_bench.store import RecordStore
@@ -26,14 +27,23 @@ class _Manifest(Protocol):
     usage: Usage
 
 
-def previous_manifest(path: Path, manifest_type: type[M]) -> M | None:
-    """The manifest an earlier invocation left, or None (absent or unreadable)."""
+def previous_manifest(path: Path, manifest_type: type[M], records: Path) -> M | None:
+    """The manifest an earlier invocation left, or None (absent, or unreadable with no
+    records beside it). Unreadable beside records, it is an error: the settings those
+    records were made with could no longer be checked against this run's."""
     if not path.exists():
         return None
     try:
         return manifest_type.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None  # an unreadable manifest is rewritten; the records are what matter
+    except (ValueError, UnicodeDecodeError) as exc:
+        if not records.exists() or records.stat().st_size == 0:
+            return None  # nothing it described is left: it is simply rewritten
+        reason = str(exc).splitlines()[0]
+        raise HolisafeError(
+            f"{path}: cannot be read ({reason}), so the settings of the records in "
+            f"{records.name} cannot be checked; restore it, delete it to keep the records "
+            "as if made with this run's settings, or pass --overwrite to start over"
+        ) from exc
 
 
 def write_all(

@@ -1,5 +1,5 @@
-"""Ctrl-C on `run` through the real CLI: exit 130 with a line saying the records are kept
-and how to resume, and run.json counting this invocation's records and tokens."""
+"""A run stopped by Ctrl-C or killed outright: exit 130 with a line saying the records are
+kept, run.json counting every line's tokens, and a damaged run.json refused, not replaced."""
 
 from __future__ import annotations
 
@@ -86,3 +86,24 @@ def test_tokens_of_an_invocation_killed_before_its_manifest_still_count(kw_run):
         key: sum(r["usage"][key] for r in every) for key in ("input_tokens", "output_tokens")
     }
     assert manifest["usage"]["input_tokens"] >= 150
+
+
+def test_an_unreadable_run_json_beside_responses_is_refused_not_replaced(kw_run):
+    """Replaced silently, it let a resume with other settings (--max-tokens 7) record them
+    as the settings of responses made with the defaults."""
+    from typer.testing import CliRunner
+
+    from holisafe_bench.cli.main import app
+    from holisafe_bench.errors import HolisafeError
+
+    data, out = kw_run
+    manifest = out / "kw" / "run.json"
+    manifest.write_text('{"stage": "run", "trunc')
+    args = ["run", "--model", str(out.parent / "kw.toml"), "-d", str(data), "--out", str(out)]
+    res = CliRunner().invoke(app, [*args, "--max-tokens", "7"])
+    assert isinstance(res.exception, HolisafeError)
+    assert "run.json: cannot be read" in str(res.exception)
+    assert "--overwrite" in str(res.exception)
+    assert manifest.read_text() == '{"stage": "run", "trunc'  # left for the user to decide
+    manifest.unlink()  # the documented way to keep the records
+    assert CliRunner().invoke(app, args).exit_code == 0
