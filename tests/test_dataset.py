@@ -160,3 +160,29 @@ def test_ids_past_64_bits_and_lone_surrogates_are_row_issues(tmp_path):
     found = {(i.row, i.field): i.message for i in bench.issues}
     assert found[(1, "id")] == f"{2**64 + 5} does not fit in 64 bits"
     assert found[(2, "query")].startswith("a lone UTF-16 surrogate at character 14")
+
+
+def test_parquet_rows_sharing_an_image_name_keep_their_own_bytes(layouts, tmp_path):
+    """Shards written separately all name their first image 0.jpg: the second row of that
+    name was silently given the first row's picture."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = (
+        next(layouts["parquet"].glob("*.parquet"))
+        if layouts["parquet"].is_dir()
+        else (layouts["parquet"])
+    )
+    rows = pq.read_table(source).to_pylist()
+    other = next(i for i, r in enumerate(rows) if r["image"]["bytes"] != rows[0]["image"]["bytes"])
+    rows[1], rows[other] = rows[other], rows[1]
+    first, second = rows[0]["image"]["bytes"], rows[1]["image"]["bytes"]
+    rows[0]["image"] = {"bytes": first, "path": "0.jpg"}
+    rows[1]["image"] = {"bytes": second, "path": "0.jpg"}
+    rows[2]["image"] = {"bytes": first, "path": "0.jpg"}  # the same picture: shared
+    path = tmp_path / "shared_names.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    bench = load_benchmark(path)
+    by_id = {s.id: s for s in bench.samples}
+    got = [bench.image_bytes(by_id[rows[i]["id"]]) for i in range(3)]
+    assert got == [first, second, first]

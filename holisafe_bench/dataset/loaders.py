@@ -177,10 +177,14 @@ def _load_parquet(paths: list[Path], **opts: Any) -> Benchmark:
             if isinstance(image, dict):
                 # `datasets` stores an image feature as {bytes, path}
                 data = image.get("bytes")
-                key = image.get("path") or key
-                raw["image"] = key if data is not None else None
+                named = image.get("path") or key
+                if data is not None and blobs.get(named, data) != data:
+                    # Another row's image has this name (0.jpg in every shard): this row
+                    # keeps its own bytes under a name of its own.
+                    named = f"{key}/{named}"
+                raw["image"] = named if data is not None else None
                 if data is not None:
-                    blobs.setdefault(key, data)
+                    blobs.setdefault(named, data)
             elif isinstance(image, bytes | bytearray):
                 blobs.setdefault(key, bytes(image))
                 raw["image"] = key
