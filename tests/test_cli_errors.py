@@ -291,3 +291,30 @@ def test_llm_only_flags_given_to_string_matching_are_refused(tmp_path):
         assert isinstance(res.exception, HolisafeError), res.output
         assert f"{flags[0]}: only for LLM judges" in str(res.exception)
     assert not results.exists()  # nothing judged, nothing written
+
+
+def test_a_misspelt_judge_in_score_gets_a_suggestion_not_a_command_that_fails(tmp_path):
+    from typer.testing import CliRunner
+
+    from holisafe_bench.cli.main import app
+
+    results = tmp_path / "r"
+    model = tmp_path / "kw.toml"
+    model.write_text(
+        'name = "kw"\ndisplay_name = "KW"\ngroup = "open-weight"\nprovider = "baseline"\n'
+        'checkpoint = "baseline-keyword"\ncheckpoint_note = "test"\n'
+    )
+    cli = CliRunner()
+    for args in (
+        ["run", "--model", str(model), "-d", "sample", "--limit", "5"],
+        ["judge", "--judge", "string-match", "--all"],
+    ):
+        assert cli.invoke(app, [*args, "--results", str(results)]).exit_code == 0
+    res = cli.invoke(app, ["score", "-j", "claud", "--results", str(results)])
+    assert str(res.exception) == (
+        "unknown judge 'claud': did you mean claude? verdicts here are of string-match; "
+        "`holisafe-bench judges` lists them all"
+    )
+    one = Path(__file__).resolve().parents[1] / "results" / "published" / "leaderboard_4031_sm.csv"
+    res = cli.invoke(app, ["agreement", "--published", str(one)])
+    assert "give two or more published CSVs" in str(res.exception)

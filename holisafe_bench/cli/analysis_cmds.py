@@ -75,6 +75,11 @@ def agreement_cmd(
         from holisafe_bench.analysis.judges_compared import sample_agreement
 
         sample_level = sample_agreement(results, judge_list, model_list, top=top)
+    if published and len(masr) < 2:
+        raise HolisafeError(
+            f"agreement compares tables: give two or more published CSVs (got {len(masr)}: "
+            f"{', '.join(map(str, published))})"
+        )
     if len(masr) < 2:
         raise HolisafeError(
             "agreement needs verdicts of at least two judges; found "

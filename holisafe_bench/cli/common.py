@@ -111,6 +111,17 @@ def nothing_judged(results: ResultsLayout, judge: str) -> str:
             "(holisafe-bench run --model NAME), then judge it "
             f"(holisafe-bench judge --judge {judge} --all); or point --results at your folder"
         )
+    import difflib
+
+    from holisafe_bench.registry import load_judges
+
+    judged = results.judges_with_verdicts()
+    known = sorted({*judged, *load_judges()})
+    if judge not in known and not Path(judge).suffix:
+        close = difflib.get_close_matches(judge, known, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        present = f"verdicts here are of {', '.join(judged)}" if judged else "no verdicts here yet"
+        return f"unknown judge {judge!r}: {hint}{present}; `holisafe-bench judges` lists them all"
     return (
         f"no verdicts of judge {judge!r} under {results.root}: judge the responses first "
         f"(holisafe-bench judge --judge {judge} --all)"
