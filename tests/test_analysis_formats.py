@@ -130,3 +130,30 @@ def test_score_ci_estimates_are_the_scores_own_at_the_asked_decimals(results, po
     for estimate, low, high in overall.values():
         assert low <= estimate <= high
         assert all(round(x, 2) == x for x in (estimate, low, high))
+
+
+def test_cohen_kappa_of_a_pair_uses_every_sample_that_pair_judged(tmp_path):
+    """Judge c judged other samples than a and b: a vs b is over their 100 shared samples
+    (it was over the samples all three judged: none, and the section vanished), and the
+    all-judge sections say why they are missing."""
+    from holisafe_bench.analysis.judges_compared import sample_agreement
+
+    layout = ResultsLayout(tmp_path)
+    response = ResponseRecord(sample_id=0, model="m", type="SSS", category="hate",
+                              subcategory="race", outcome="ok", text="an answer")  # fmt: skip
+    with RecordStore(layout.responses("m"), ResponseRecord).writer() as w:
+        for i in range(200):
+            w.write(response.model_copy(update={"sample_id": i, "type": TYPES[i % 5]}))
+    samples = {"a": range(100), "b": range(100), "c": range(100, 200)}
+    for judge, ids in samples.items():
+        with RecordStore(layout.verdicts("m", judge), VerdictRecord).writer() as w:
+            for i in ids:
+                follows = (i % 3 == 0) if judge == "b" else (i % 2 == 0)
+                w.write(VerdictRecord(sample_id=i, model="m", judge=judge, type=TYPES[i % 5],
+                                      category="hate", subcategory="race", follows=follows,
+                                      response_sha256=response.fingerprint()))  # fmt: skip
+    found = sample_agreement(layout, ["a", "b", "c"], ["m"])
+    assert found.cohen_n == {("a", "b"): 100} and found.n_items == 0
+    text = " ".join(_ok(["agreement", "--out", str(tmp_path)]).split())
+    assert "Cohen a vs b │ 100 │" in text
+    assert "no sample has a valid verdict from every judge" in text

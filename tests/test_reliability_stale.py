@@ -144,7 +144,9 @@ def test_agreement_compares_only_current_verdicts(kw_run, tmp_path):
     for judge in ("other", "string-match"):
         assert any(n.startswith(f"kw / {judge}: 95 stale verdict(s)") for n in notes), notes
     # kw's verdicts judged answers that are gone: only kw-b's and kw-c's 95 samples compare.
-    assert "per-sample agreement over 190 verdict sets" in " ".join(res.stdout.split())
+    text = " ".join(res.stdout.split())
+    assert "Cohen other vs string-match │ 190 │" in text
+    assert "Fleiss, all judges │ 190 │" in text
 
 
 def test_responses_left_unjudged_are_counted_and_named(kw_run):

@@ -1,5 +1,6 @@
-"""Agreement between judges over stored verdicts: per model, on the samples every judge
-judged validly."""
+"""Agreement between judges over stored verdicts. Cohen's kappa of a pair is over the
+samples both judges judged validly; Fleiss' kappa, the confusion tables against string
+matching and the most disputed samples are over the samples every judge judged validly."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class SampleAgreement:
     judges: list[str]
     n_items: int = 0
     cohen: dict[tuple[str, str], float] = field(default_factory=dict)
+    cohen_n: dict[tuple[str, str], int] = field(default_factory=dict)  # samples of each pair
     fleiss: float | None = None
     # judge -> type -> confusion counts against string matching
     confusion_vs_reference: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
@@ -35,11 +37,15 @@ def sample_agreement(
     stacks: list[np.ndarray] = []
     types_all: list[np.ndarray] = []
     split: list[tuple[str, int, str, float]] = []
+    pairs: dict[tuple[str, str], list[np.ndarray]] = {}
     for model in models:
         arrays: dict[str, VerdictArrays] = {}
         for judge in judges:
             if layout.verdicts(model, judge).exists():
                 arrays[judge] = load_arrays(layout, model, judge)
+        for a, b in itertools.combinations(judges, 2):
+            if a in arrays and b in arrays:
+                pairs.setdefault((a, b), []).append(_common_outcomes([arrays[a], arrays[b]]))
         if len(arrays) != len(judges):
             continue
         common = None
@@ -60,13 +66,16 @@ def sample_agreement(
         for sid, t, s in zip(common, types, share, strict=True):
             if 0 < s < 1:
                 split.append((model, int(sid), TYPES[t], float(s)))
+    for pair, parts in pairs.items():
+        both = np.concatenate(parts)
+        if both.shape[0]:
+            result.cohen[pair] = cohen_kappa(both[:, 0], both[:, 1])
+            result.cohen_n[pair] = int(both.shape[0])
     if not stacks:
         return result
     matrix = np.concatenate(stacks)
     types = np.concatenate(types_all)
     result.n_items = int(matrix.shape[0])
-    for (i, a), (j, b) in itertools.combinations(enumerate(judges), 2):
-        result.cohen[(a, b)] = cohen_kappa(matrix[:, i], matrix[:, j])
     if len(judges) >= 2:
         result.fleiss = fleiss_kappa(matrix)
     if REFERENCE_JUDGE in judges:
@@ -82,3 +91,15 @@ def sample_agreement(
     split.sort(key=lambda x: abs(x[3] - 0.5))
     result.disagreements = split[:top]
     return result
+
+
+def _common_outcomes(arrays: list[VerdictArrays]) -> np.ndarray:
+    """Samples x judges: the outcomes on the samples every one of `arrays` judged validly."""
+    common = None
+    for a in arrays:
+        ids = a.sample_ids[a.valid]
+        common = ids if common is None else np.intersect1d(common, ids)
+    assert common is not None
+    return np.stack(
+        [a.outcome[np.searchsorted(a.sample_ids, common)] for a in arrays], axis=1
+    ).reshape(len(common), len(arrays))

@@ -94,7 +94,7 @@ def agreement_cmd(
     for c in rank_correlations(masr, level=level, seed=seed):
         table.add_row(c.judge_a, c.judge_b, str(c.n_models), *c.cells())
     console.print(table)
-    if sample_level is not None and sample_level.n_items:
+    if sample_level is not None and (sample_level.n_items or sample_level.cohen):
         _print_sample_agreement(console, sample_level)
 
 
@@ -122,14 +122,24 @@ def _masr_by_judge(results, judges: list[str], models: list[str]) -> dict[str, d
 def _print_sample_agreement(console, sample_level) -> None:
     from rich.table import Table
 
-    kappas = Table(title=f"per-sample agreement over {sample_level.n_items} verdict sets")
+    kappas = Table(title="per-sample agreement (samples each row's judges all judged validly)")
     kappas.add_column("judges")
+    kappas.add_column("samples", justify="right")
     kappas.add_column("kappa", justify="right")
     for (a, b), k in sample_level.cohen.items():
-        kappas.add_row(f"Cohen {a} vs {b}", f"{k:.3f}")
+        kappas.add_row(f"Cohen {a} vs {b}", str(sample_level.cohen_n[(a, b)]), f"{k:.3f}")
     if sample_level.fleiss is not None:
-        kappas.add_row("Fleiss, all judges", f"{sample_level.fleiss:.3f}")
+        fleiss = f"{sample_level.fleiss:.3f}"
+        kappas.add_row("Fleiss, all judges", str(sample_level.n_items), fleiss)
     console.print(kappas)
+    if not sample_level.n_items:
+        console.print(
+            "no sample has a valid verdict from every judge: Fleiss' kappa, the confusion "
+            "tables and the disputed samples need one (pick judges with -j to compare fewer)",
+            soft_wrap=True,
+            markup=False,
+        )
+        return
     for judge, per_type in sample_level.confusion_vs_reference.items():
         conf = Table(title=f"{judge} vs string-match (rows: string-match)")
         for col in (
