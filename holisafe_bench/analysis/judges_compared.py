@@ -66,11 +66,7 @@ def sample_agreement(
         for sid, t, s in zip(common, types, share, strict=True):
             if 0 < s < 1:
                 split.append((model, int(sid), TYPES[t], float(s)))
-    for pair, parts in pairs.items():
-        both = np.concatenate(parts)
-        if both.shape[0]:
-            result.cohen[pair] = cohen_kappa(both[:, 0], both[:, 1])
-            result.cohen_n[pair] = int(both.shape[0])
+    _pairwise_cohen(result, pairs)
     if not stacks:
         return result
     matrix = np.concatenate(stacks)
@@ -91,6 +87,14 @@ def sample_agreement(
     split.sort(key=lambda x: abs(x[3] - 0.5))
     result.disagreements = split[:top]
     return result
+
+
+def _pairwise_cohen(result: SampleAgreement, pairs: dict[tuple[str, str], list]) -> None:
+    for pair, parts in pairs.items():
+        both = np.concatenate(parts)
+        if both.shape[0]:
+            result.cohen[pair] = cohen_kappa(both[:, 0], both[:, 1])
+            result.cohen_n[pair] = int(both.shape[0])
 
 
 def _common_outcomes(arrays: list[VerdictArrays]) -> np.ndarray:

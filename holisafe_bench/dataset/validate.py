@@ -92,7 +92,13 @@ def validate_fields(raw: Any, *, source: str, row: int) -> list[RowIssue]:
         )
     if not raw["query"].strip():
         bad("query", "empty")
-    # Ids travel through orjson (64-bit integers) into every record file.
+    _check_storable(raw, bad)
+    return issues
+
+
+def _check_storable(raw: dict[str, Any], bad: Callable[[str, str], None]) -> None:
+    """What the record files must be able to hold: ids travel through orjson (64-bit
+    integers), text is written as UTF-8."""
     if not -(2**63) <= raw["id"] < 2**63:
         bad("id", f"{raw['id']} does not fit in 64 bits")
     for field in ("query", "image", "category", "subcategory"):
@@ -101,7 +107,6 @@ def validate_fields(raw: Any, *, source: str, row: int) -> list[RowIssue]:
         position = surrogate_at(raw[field])
         if position is not None:
             bad(field, f"a lone UTF-16 surrogate at character {position} (not valid Unicode)")
-    return issues
 
 
 def surrogate_at(text: str) -> int | None:
