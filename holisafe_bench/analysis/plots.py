@@ -127,7 +127,10 @@ def judge_scatter(
     models = sorted(set(masr[judge_a]) & set(masr[judge_b]))
     x = [masr[judge_a][m] for m in models]
     y = [masr[judge_b][m] for m in models]
-    rho = stats.spearmanr(x, y).statistic if len(models) > 2 else float("nan")
+    # A judge that gives every model the same mASR has no ranking: rho is undefined, and
+    # says so in the title rather than as a scipy warning on the terminal.
+    varied = len(set(x)) > 1 and len(set(y)) > 1
+    rho = stats.spearmanr(x, y).statistic if len(models) > 2 and varied else float("nan")
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.scatter(x, y)
     ax.plot([0, 100], [0, 100], color="gray", linewidth=0.8, linestyle="--")
