@@ -291,3 +291,18 @@ def test_a_shard_answer_newer_than_the_merged_one_replaces_it(tmp_path, shard_se
     size = (out / "kw" / "responses.jsonl").stat().st_size
     _ok(["merge", "-m", "kw", "--out", out])
     assert (out / "kw" / "responses.jsonl").stat().st_size == size
+
+
+def test_the_merged_manifest_keeps_every_shards_invocations_and_tokens(tmp_path, shard_setup):
+    data, out = shard_setup
+    _run_shards(_model_file(tmp_path), data, out)
+    shards = [
+        json.loads((d / "run.json").read_text()) for d in sorted((out / "kw" / "shards").iterdir())
+    ]
+    _ok(["merge", "-m", "kw", "--out", out])
+    merged = json.loads((out / "kw" / "run.json").read_text())
+    assert [i["shard"] for i in merged["invocations"]] == ["0/2", "1/2"]
+    assert sum(i["selected"] for i in merged["invocations"]) == 95
+    assert merged["usage"] == {
+        key: sum(s["usage"][key] for s in shards) for key in ("input_tokens", "output_tokens")
+    }

@@ -240,6 +240,17 @@ def _merged_manifest(
             "responses": summary.replaced_earlier,
             "because": summary.replaced_because,
         }
+    # Every shard's invocations and tokens, not shard 0's alone.
+    merged["invocations"] = [
+        {**invocation, "shard": s.manifest.get("shard")}
+        for s in shards
+        for invocation in s.manifest.get("invocations") or []
+        if isinstance(invocation, dict)
+    ]
+    merged["usage"] = {
+        key: sum(int((s.manifest.get("usage") or {}).get(key) or 0) for s in shards)
+        for key in ("input_tokens", "output_tokens")
+    }
     merged["counts"] = {"records": len(final)}
     for rec in final.values():
         merged["counts"][rec.outcome] = merged["counts"].get(rec.outcome, 0) + 1
