@@ -93,3 +93,36 @@ def test_report_with_dataset_has_thumbnails_plots_and_inert_queries(tmp_path):
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
         assert (plots_dir / f"{stem}.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
     assert (plots_dir / "tradeoff_string-match.png").exists()
+
+
+def test_the_report_says_which_rows_rest_on_failed_calls_or_fewer_samples(tmp_path):
+    """A row of 10 samples, two of them failed calls, is not shown as if it were whole."""
+    runner = CliRunner()
+    out = tmp_path / "results"
+    for name, limit in (("full", []), ("part", ["--limit", "10"])):
+        model = tmp_path / f"{name}.toml"
+        model.write_text(
+            f'name = "{name}"\ndisplay_name = "{name.title()}"\ngroup = "open-weight"\n'
+            'provider = "baseline"\ncheckpoint = "baseline-keyword"\ncheckpoint_note = "t"\n'
+        )
+        res = runner.invoke(
+            app, ["run", "-m", str(model), "-d", "sample", "--out", str(out), *limit]
+        )
+        assert res.exit_code == 0, res.output
+    path = out / "part" / "responses.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    for record in lines[:2]:
+        record.update(outcome="error", text=None, error="HTTP 500")
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    for args in (
+        ["judge", "-j", "string-match", "--all"],
+        ["report", "-o", str(tmp_path / "r.html")],
+    ):
+        res = runner.invoke(app, [*args, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text()
+    assert (
+        "Part: 2 of 10 samples have no answer (a failed or blocked call); judged on 10 "
+        "samples where another model has 95"
+    ) in page
+    assert "Full:" not in page.split("Leaderboard: string-match")[1].split("</section>")[0]

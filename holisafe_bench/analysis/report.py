@@ -84,10 +84,29 @@ class LeaderboardSection:
     table: SortableTable
     plots: list[Any]  # side by side; plot jobs until `resolve`, then Images
     wide: list[Any]  # each on a row of its own (the heatmap is wide)
+    notes: list[str] = field(default_factory=list)  # what a row's numbers leave out
 
     def resolve(self) -> None:
         self.plots = [_image(j) for j in self.plots]
         self.wide = [_image(j) for j in self.wide]
+
+
+def coverage_notes(rows: list[Any], verdicts: dict[str, list[Any]]) -> list[str]:
+    """Per row whose numbers rest on less than the others': failed model calls (left out
+    as invalid verdicts) and fewer samples judged than the best-covered model."""
+    most = max((r.card.overall.n for r in rows), default=0)
+    notes = []
+    for row in rows:
+        n = row.card.overall.n
+        failed = sum(v.invalid == "no_response" for v in verdicts[row.model])
+        parts = []
+        if failed:
+            parts.append(f"{failed} of {n} samples have no answer (a failed or blocked call)")
+        if n < most:
+            parts.append(f"judged on {n} samples where another model has {most}")
+        if parts:
+            notes.append(f"{row.display_name}: " + "; ".join(parts))
+    return notes
 
 
 @dataclass
@@ -185,10 +204,13 @@ def _leaderboard_sections(
     registry = load_models()
     for judge in judges:
         # Scored from the records already read for the sample browser: one parse.
-        cards = {
-            model: score_rows(verdict_rows(verdicts[judge].values())[0], model=model, judge=judge)
+        scored = {
+            model: verdict_rows(verdicts[judge].values())[0]
             for model, (_, verdicts) in records.items()
             if verdicts[judge]
+        }
+        cards = {
+            model: score_rows(found, model=model, judge=judge) for model, found in scored.items()
         }
         rows = leaderboard_rows(cards, registry, layout=layout)
         if not rows:
@@ -204,6 +226,7 @@ def _leaderboard_sections(
             sortable_table(rows, table_id="lb-" + judge),
             [helper.submit(plot, rows, plot_dir, judge, formats) for plot in side_by_side],
             [helper.submit(plots.subcategory_heatmap, rows, plot_dir, judge, formats)],
+            coverage_notes(rows, scored),
         )
         sections.append(section)
     return sections, masr
