@@ -112,9 +112,10 @@ class RecordStore(Generic[R]):
         with self.path.open("rb") as fh:
             data = fh.read()
         lines = data.split(b"\n")
-        if lines[-1]:
+        if lines[-1] and not whole_record(lines[-1]):
             self.dropped_lines += 1
-        for lineno, raw in enumerate(lines[:-1], start=1):
+            lines[-1] = b""
+        for lineno, raw in enumerate(lines, start=1):
             if raw.strip():
                 yield lineno, raw
 
@@ -293,8 +294,19 @@ def _decode_line(raw: bytes) -> Any:
         return None
 
 
+def whole_record(raw: bytes) -> bool:
+    """A last line without its newline that is still one whole JSON object: the write
+    reached the closing brace, so the record is complete (a cut anywhere earlier leaves
+    the object unclosed). It is kept, not dropped and paid for again."""
+    try:
+        return isinstance(orjson.loads(raw), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def _truncate_torn_tail(path: Path) -> None:
-    """Cut anything after the last newline, so appends never glue onto a torn line."""
+    """Cut anything after the last newline, so appends never glue onto a torn line; a
+    last line that is a whole record only gets its newline."""
     if not path.exists():
         return
     size = path.stat().st_size
@@ -313,11 +325,20 @@ def _truncate_torn_tail(path: Path) -> None:
             block = fh.read(pos - start)
             idx = block.rfind(b"\n")
             if idx >= 0:
-                fh.truncate(start + idx + 1)
-                log.warning("%s: dropped a torn last line", path)
+                _end_tail(fh, path, start + idx + 1, size)
                 return
             pos = start
-        fh.truncate(0)
+        _end_tail(fh, path, 0, size)
+
+
+def _end_tail(fh: Any, path: Path, tail_start: int, size: int) -> None:
+    fh.seek(tail_start)
+    if whole_record(fh.read(size - tail_start)):
+        fh.seek(size)
+        fh.write(b"\n")
+        return
+    fh.truncate(tail_start)
+    log.warning("%s: dropped a torn last line", path)
 
 
 def write_json_atomic(path: Path, payload: BaseModel | dict) -> None:

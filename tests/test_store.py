@@ -134,3 +134,19 @@ def test_replacing_swaps_the_whole_file_or_leaves_the_old_one(tmp_path):
         w.write(_rec(101))
     assert sorted(store.read()) == [100, 101]
     assert [p.name for p in tmp_path.iterdir() if "replacing" in p.name] == []
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
+    """The write reached the closing brace but not the newline: the record is whole.
+    Dropping it made a resumed run pay for that sample again."""
+    path = tmp_path / "r.jsonl"
+    store = RecordStore(path, ResponseRecord)
+    with store.writer() as w:
+        w.write(_rec(1))
+        w.write(_rec(2))
+    path.write_bytes(path.read_bytes()[:-1])  # the last newline lost
+    assert sorted(store.read()) == [1, 2] and store.dropped_lines == 0
+    with store.writer() as w:
+        w.write(_rec(3))
+    assert sorted(store.read()) == [1, 2, 3]
+    assert path.read_bytes().count(b"\n") == 3  # the newline restored, nothing glued
