@@ -159,6 +159,11 @@ def _arrays(rates: dict[int, float], n: int, seed: int = 0) -> VerdictArrays:
         rng.shuffle(values)
         types += [t] * n
         outcome += values.tolist()
+    return _verdict_arrays(types, outcome)
+
+
+def _verdict_arrays(types: list[int], outcome: list[int]) -> VerdictArrays:
+    """One model's verdicts, sample ids 0.. in order, all in one category."""
     size = len(types)
     return VerdictArrays(
         sample_ids=np.arange(size),
@@ -252,14 +257,7 @@ def _sized(counts: dict[int, tuple[int, int]]) -> VerdictArrays:
     for t, (bad, n) in counts.items():
         types += [t] * n
         outcome += [1] * bad + [0] * (n - bad)
-    size = len(types)
-    return VerdictArrays(
-        sample_ids=np.arange(size),
-        type_index=np.array(types, dtype=np.int8),
-        categories=np.array(["hate"] * size),
-        subcategories=np.array(["race"] * size),
-        outcome=np.array(outcome, dtype=np.int8),
-    )
+    return _verdict_arrays(types, outcome)
 
 
 def test_pooled_intervals_and_ranks_follow_the_pooled_definition():
