@@ -122,7 +122,10 @@ def _masr_by_judge(results, judges: list[str], models: list[str]) -> dict[str, d
 def _print_sample_agreement(console, sample_level) -> None:
     from rich.table import Table
 
-    kappas = Table(title="per-sample agreement (samples each row's judges all judged validly)")
+    kappas = Table(
+        title=f"per-sample agreement over {sample_level.n_items} verdict sets (samples every "
+        "judge judged validly; a Cohen row: the samples its two judges share)"
+    )
     kappas.add_column("judges")
     kappas.add_column("samples", justify="right")
     kappas.add_column("kappa", justify="right")
