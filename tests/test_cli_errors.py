@@ -318,3 +318,26 @@ def test_a_misspelt_judge_in_score_gets_a_suggestion_not_a_command_that_fails(tm
     one = Path(__file__).resolve().parents[1] / "results" / "published" / "leaderboard_4031_sm.csv"
     res = cli.invoke(app, ["agreement", "--published", str(one)])
     assert "give two or more published CSVs" in str(res.exception)
+
+
+def test_out_of_range_counts_and_unknown_layouts_are_refused_in_one_line(tmp_path):
+    """--limit -5 cut samples from the end, --decimals -1 wrote cells like 9E+1, and an
+    unknown synthetic layout was a traceback."""
+    from typer.testing import CliRunner
+
+    from holisafe_bench.cli.main import app
+    from holisafe_bench.errors import HolisafeError
+
+    cli = CliRunner()
+    for args in (
+        ["run", "--model", "tiny-llava-random", "-d", "sample", "--limit", "-5"],
+        ["run", "--model", "tiny-llava-random", "-d", "sample", "--limit", "0"],
+        ["leaderboard", "--decimals", "-1"],
+        ["score", "--decimals", "9"],
+    ):
+        res = cli.invoke(app, [*args, "--results", str(tmp_path / "r")])
+        assert res.exit_code == 2 and "Invalid value" in res.output, (args, res.output)
+    res = cli.invoke(app, ["data", "synth", str(tmp_path / "s"), "--layout", "csv"])
+    assert isinstance(res.exception, HolisafeError)
+    assert str(res.exception) == "--layout 'csv': choose one of json, jsonl, parquet"
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
