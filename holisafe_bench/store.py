@@ -128,6 +128,8 @@ class RecordStore(Generic[R]):
         self,
         accept: Callable[[Any], bool],
         accept_all: Callable[[list[Any]], bool] | None = None,
+        *,
+        each_line: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[int, dict[str, Any]]:
         """All records by key as plain dicts, the last line for a key winning, without
         building models (for fast paths). A decoded line that `accept` passes is kept as
@@ -135,12 +137,16 @@ class RecordStore(Generic[R]):
         `read()` (kept as its `model_dump()`, or skipped, counted and logged). So `accept`
         must only pass what validation would accept unchanged. `accept_all`, if given, is
         `accept` over the whole file at once (record_columns.py): when it passes, no line
-        is checked alone."""
+        is checked alone. `each_line`, if given, sees every kept line in file order, the
+        superseded ones too (to total what all lines record in the same read)."""
         records: dict[int, dict[str, Any]] = {}
         numbered = list(self.iter_lines())
         decoded = _decode_lines([raw for _, raw in numbered])
         if accept_all is not None and accept_all(decoded):
             key = self.key
+            if each_line is not None:
+                for data in decoded:
+                    each_line(data)
             return {data[key]: data for data in decoded}
         for (lineno, raw), data in zip(numbered, decoded, strict=True):
             if not accept(data):
@@ -148,6 +154,8 @@ class RecordStore(Generic[R]):
                 if record is None:
                     continue
                 data = record.model_dump()
+            if each_line is not None:
+                each_line(data)
             records[data[self.key]] = data
         return records
 

@@ -316,14 +316,23 @@ def _answer(
     dispatch(provider, work, DispatchSettings.for_spec(spec, options))
 
 
-def stored_outcomes(responses_path: Path) -> dict[int, str]:
-    """The outcome of each stored response, by sample id. Read on the fast path (lines
-    that ResponseRecord accepts unchanged are not built into models; any other line is
-    validated as `RecordStore.read` does): at the end of a 4,031-sample API run, building
-    every record again cost more CPU than writing them had."""
+def stored_outcomes(responses_path: Path) -> tuple[dict[int, str], Usage]:
+    """The outcome of each stored response, by sample id, and the tokens of every line
+    (superseded lines, a failure redone, included: an invocation that was killed wrote its
+    lines but never its manifest, so totals come from the lines), in one read. Read on
+    the fast path (lines that ResponseRecord accepts unchanged are not built into models;
+    any other line is validated as `RecordStore.read` does): at the end of a 4,031-sample
+    API run, building every record again cost more CPU than writing them had."""
+    tokens = [0, 0]
+
+    def add(row: dict[str, Any]) -> None:
+        tokens[0] += row["usage"]["input_tokens"]
+        tokens[1] += row["usage"]["output_tokens"]
+
     store = RecordStore(responses_path, ResponseRecord)
-    rows = store.read_dicts(plain_response, plain_responses)
-    return {sample_id: row["outcome"] for sample_id, row in rows.items()}
+    rows = store.read_dicts(plain_response, plain_responses, each_line=add)
+    outcomes = {sample_id: row["outcome"] for sample_id, row in rows.items()}
+    return outcomes, Usage(input_tokens=tokens[0], output_tokens=tokens[1])
 
 
 def _complete_ids(responses_path: Path, samples: list[Sample]) -> set[int]:
@@ -354,30 +363,14 @@ def _complete_ids(responses_path: Path, samples: list[Sample]) -> set[int]:
 def _finish_manifest(
     plan: RunPlan, manifest: RunManifest, invocation: Invocation, summary: RunSummary
 ) -> None:
-    """Counts over the selection as the file now holds it."""
-    final = stored_outcomes(plan.responses_path)
+    """Counts over the selection as the file now holds it, and its tokens."""
+    final, manifest.usage = stored_outcomes(plan.responses_path)
     samples = plan.samples
     manifest.counts = dict(Counter(final[s.id] for s in samples if s.id in final))
     manifest.counts["selected"] = len(samples)
     manifest.counts["missing"] = sum(1 for s in samples if s.id not in final)
     manifest.finished_at = invocation.finished_at = utc_now()
     invocation.outcomes = dict(summary.outcomes)
-    manifest.usage = _usage_of_every_line(plan.responses_path)
-
-
-def _usage_of_every_line(path: Path) -> Usage:
-    """Tokens of every call the file records, superseded lines (a failure redone) included:
-    an invocation that was killed wrote its lines but never its manifest, so the totals
-    come from the lines, not from the invocations' own counts."""
-    total = [0, 0]
-    for line in RecordStore(path, ResponseRecord).read_json():
-        usage = line.get("usage") if isinstance(line, dict) else None
-        if isinstance(usage, dict):
-            for i, key in enumerate(("input_tokens", "output_tokens")):
-                value = usage.get(key)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    total[i] += value
-    return Usage(input_tokens=total[0], output_tokens=total[1])
 
 
 def _continue_history(
