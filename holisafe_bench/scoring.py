@@ -254,18 +254,19 @@ def coverage_note(overall: GroupScore) -> str | None:
     return "; ".join(parts)
 
 
+def decimal_percent(value: float, decimals: int) -> Decimal:
+    """A percentage held as a float, rounded half-up on its shortest decimal form: 95.85
+    is 95.9 at one decimal (the float itself, 95.8499..., would round down)."""
+    return Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+
+
 def interval_percents(
     estimate: Fraction | None, low: float, high: float, decimals: int
 ) -> list[float | None]:
     """A bootstrap interval as `--ci` prints it: the exact estimate as the score table
-    rounds it, and the percentile bounds (floats) rounded half-up on their shortest
-    decimal form, all at `decimals`."""
-
-    def bound(value: float) -> float:
-        return float(Decimal(repr(value * 100)).quantize(Decimal(1).scaleb(-decimals),
-                                                         rounding=ROUND_HALF_UP))  # fmt: skip
-
-    return [_json_percent(estimate, decimals), bound(low), bound(high)]
+    rounds it, and the percentile bounds (floats) as `decimal_percent` rounds them."""
+    bounds = (float(decimal_percent(value * 100, decimals)) for value in (low, high))
+    return [_json_percent(estimate, decimals), *bounds]
 
 
 def _json_percent(rate: Fraction | None, decimals: int) -> float | None:

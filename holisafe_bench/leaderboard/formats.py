@@ -73,7 +73,7 @@ def _columns(rows: list[LeaderboardRow]) -> list[str]:
 
 def to_csv(rows: list[LeaderboardRow], decimals: int = 1, double_round: bool = False) -> str:
     # The paper's header as it is, pooled or not: the June 2025 tables are pooled under it
-    # (the CLI says which definition it wrote).
+    # (the JSON format says which definition it wrote: masr_definition).
     return csv_text(list(LEADERBOARD_COLUMNS), table_cells(rows, decimals, double_round))
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import typing
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from fractions import Fraction
 
 from holisafe_bench.paths import ResultsLayout
-from holisafe_bench.registry import ModelSpec, load_models
+from holisafe_bench.registry import ModelGroup, ModelSpec, load_models
 from holisafe_bench.scoring import (
     CurrentResponses,
     ScoreCard,
+    decimal_percent,
     rounded_percent,
     score_model,
 )
@@ -89,7 +91,7 @@ def leaderboard_rows(
         display_name, group = model_labels(name, registry, layout)
         rows.append(LeaderboardRow(model=name, display_name=display_name, group=group, card=card))
 
-    groups = ("open-weight", "closed", "safety-tuned")  # the paper's blocks, in its order
+    groups = typing.get_args(ModelGroup)  # the paper's blocks, in its order
 
     def order(row: LeaderboardRow) -> tuple:
         # By group first, so each group is one block (LaTeX writes a block per run of a
@@ -155,5 +157,5 @@ def compared_cells(ours: Decimal | None, theirs: float | None, decimals: int) ->
     shown = "n/a" if ours is None else str(ours)
     if theirs is None:
         return [shown, "n/a", "n/a"]
-    ref = Decimal(repr(theirs)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    ref = decimal_percent(theirs, decimals)
     return [shown, str(ref), "n/a" if ours is None else f"{ours - ref:+}"]
