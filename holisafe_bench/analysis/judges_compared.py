@@ -45,19 +45,12 @@ def sample_agreement(
                 arrays[judge] = load_arrays(layout, model, judge)
         for a, b in itertools.combinations(judges, 2):
             if a in arrays and b in arrays:
-                pairs.setdefault((a, b), []).append(_common_outcomes([arrays[a], arrays[b]]))
+                pairs.setdefault((a, b), []).append(_common_outcomes([arrays[a], arrays[b]])[1])
         if len(arrays) != len(judges):
             continue
-        common = None
-        for a in arrays.values():
-            ids = a.sample_ids[a.valid]
-            common = ids if common is None else np.intersect1d(common, ids)
-        if common is None or common.size == 0:
+        common, matrix = _common_outcomes([arrays[j] for j in judges])
+        if common.size == 0:
             continue
-        matrix = np.stack(
-            [arrays[j].outcome[np.searchsorted(arrays[j].sample_ids, common)] for j in judges],
-            axis=1,
-        )
         first = arrays[judges[0]]
         types = first.type_index[np.searchsorted(first.sample_ids, common)]
         stacks.append(matrix)
@@ -97,13 +90,11 @@ def _pairwise_cohen(result: SampleAgreement, pairs: dict[tuple[str, str], list])
             result.cohen_n[pair] = int(both.shape[0])
 
 
-def _common_outcomes(arrays: list[VerdictArrays]) -> np.ndarray:
-    """Samples x judges: the outcomes on the samples every one of `arrays` judged validly."""
-    common = None
-    for a in arrays:
-        ids = a.sample_ids[a.valid]
-        common = ids if common is None else np.intersect1d(common, ids)
-    assert common is not None
-    return np.stack(
-        [a.outcome[np.searchsorted(a.sample_ids, common)] for a in arrays], axis=1
-    ).reshape(len(common), len(arrays))
+def _common_outcomes(arrays: list[VerdictArrays]) -> tuple[np.ndarray, np.ndarray]:
+    """(the sample ids every one of `arrays` judged validly, samples x judges outcomes on
+    them)."""
+    common = arrays[0].sample_ids[arrays[0].valid]
+    for a in arrays[1:]:
+        common = np.intersect1d(common, a.sample_ids[a.valid])
+    outcomes = [a.outcome[np.searchsorted(a.sample_ids, common)] for a in arrays]
+    return common, np.stack(outcomes, axis=1).reshape(len(common), len(arrays))
